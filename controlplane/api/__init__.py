@@ -1,0 +1,1 @@
+"""The HTTP API: application factory, middleware and handlers."""

@@ -1,0 +1,71 @@
+"""The aiohttp application, built by one keyword-only factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from controlplane.api import middleware, runs
+from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
+from controlplane.engine.runs import RunEngine
+from controlplane.errors import TraceLoomError
+from controlplane.fleet.base import FleetProvider
+from controlplane.fleet.local import LocalProvider
+from controlplane.remote.dispatch import Dispatcher
+from controlplane.settings import Settings
+from controlplane.storage.artifacts import LocalArtifactStore
+from controlplane.storage.db import Database
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def make_provider(settings: Settings) -> FleetProvider:
+    if settings.fleet == "local":
+        return LocalProvider(
+            hosts_dir=settings.hosts_dir,
+            deps_dir=settings.data_dir / "host-deps",
+            max_hosts=settings.local_max_hosts,
+            chromium_path=settings.chromium_path,
+        )
+    raise TraceLoomError(f"unknown fleet provider {settings.fleet!r}; use 'local'")
+
+
+def make_app(
+    *, settings: Settings, provider: FleetProvider | None = None
+) -> web.Application:
+    """The control plane's application; resources open and close with it."""
+    app = web.Application(
+        middlewares=[middleware.request_context, middleware.errors, middleware.auth],
+        client_max_size=1024 * 1024,
+    )
+    app[SETTINGS] = settings
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        async with Database.open(settings.db_path) as db:
+            app[DB] = db
+            app[STORE] = LocalArtifactStore(settings.artifacts_dir)
+            fleet = provider or make_provider(settings)
+            engine = RunEngine(
+                settings=settings,
+                db=db,
+                provider=fleet,
+                dispatcher=Dispatcher(
+                    app[STORE], poll_interval_s=settings.poll_interval_s
+                ),
+            )
+            app[ENGINE] = engine
+            await engine.recover()
+            try:
+                yield
+            finally:
+                await engine.close()
+                await fleet.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_routes(runs.routes)
+    return app

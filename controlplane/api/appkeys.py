@@ -1,0 +1,18 @@
+"""Typed keys for the resources the application shares between handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from controlplane.engine.runs import RunEngine
+    from controlplane.settings import Settings
+    from controlplane.storage.artifacts import LocalArtifactStore
+    from controlplane.storage.db import Database
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+STORE: web.AppKey[LocalArtifactStore] = web.AppKey("store")
+ENGINE: web.AppKey[RunEngine] = web.AppKey("engine")

@@ -1,0 +1,107 @@
+"""Request id, authentication and the one place errors become answers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from controlplane.api.appkeys import DB
+
+from controlplane.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+)
+from controlplane.logs import get_logger
+from controlplane.storage.keys import AuthenticatedKey, authenticate
+
+log = get_logger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CALLER_KEY = "traceloom.caller"
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+def error_body(status: int, error: str, message: str, **extra: object) -> web.Response:
+    return web.json_response(
+        {"error": error, "message": message, **extra}, status=status
+    )
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id for every log line of this request, and log it once."""
+    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    response = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    log.info(
+        "http.request",
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn domain errors into JSON 4xx; anything unexpected into a plain 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return error_body(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except InvalidRequest as exc:
+        return error_body(
+            400, "invalid_request", "the request is not valid", fields=exc.fields
+        )
+    except Unauthorized as exc:
+        response = error_body(401, "unauthorized", str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="traceloom"'
+        return response
+    except Forbidden as exc:
+        return error_body(403, "forbidden", str(exc))
+    except NotFound as exc:
+        return error_body(404, "not_found", str(exc))
+    except Conflict as exc:
+        return error_body(409, "conflict", str(exc))
+    except Exception:
+        log.exception("http.unhandled", method=request.method, path=request.path)
+        return error_body(500, "internal", "internal error; see the server log")
+
+
+@web.middleware
+async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid ``Authorization: Bearer tlk_...`` on every API path."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("send an API key as 'Authorization: Bearer tlk_...'")
+    key = await authenticate(request.app[DB], secret.strip())
+    if key is None:
+        raise Unauthorized("the API key is not valid or was revoked")
+    request[CALLER_KEY] = key
+    return await handler(request)
+
+
+def require_scope(request: web.Request, scope: str) -> AuthenticatedKey:
+    key: AuthenticatedKey = request[CALLER_KEY]
+    if scope not in key.scopes:
+        raise Forbidden(f"this API key lacks the {scope!r} scope")
+    return key

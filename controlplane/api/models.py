@@ -1,0 +1,227 @@
+"""Request bodies: attrs models structured and validated by cattrs.
+
+Field names are camelCase on the wire and snake_case here. Unknown fields
+are refused, numbers and strings are taken strictly (``"2"`` is not a
+number, ``2.5`` is not a whole number), and every violation is reported
+with its JSON path, all at once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+from cattrs.strategies import configure_tagged_union
+
+from controlplane.domain import GitSource, RunRequest, S3Source, TriggerSource
+from controlplane.errors import InvalidRequest
+
+TIMEOUT_MAX_S = 3600
+_SHA = re.compile(r"[0-9a-fA-F]{7,40}\Z")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _non_empty(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{_camel(attribute.name)} must not be empty")
+
+
+def _bounded(limit: int) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+        if len(value) > limit:
+            raise ValueError(
+                f"{_camel(attribute.name)} is longer than {limit} characters"
+            )
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class GitSourceBody:
+    type: Literal["git"]
+    git_repo: str = attrs.field(validator=[_non_empty, _bounded(2048)])
+    git_branch: str = attrs.field(validator=[_non_empty, _bounded(255)])
+
+
+@attrs.frozen(kw_only=True)
+class S3SourceBody:
+    type: Literal["s3"]
+    bucket: str = attrs.field(validator=[_non_empty, _bounded(63)])
+    key: str = attrs.field(validator=[_non_empty, _bounded(1024)])
+
+
+def _server_count_in_range(_inst: object, _attr: object, value: int) -> None:
+    if value < 1:
+        raise ValueError("serverCount must be at least 1")
+
+
+def _timeout_in_range(_inst: object, _attr: object, value: int) -> None:
+    if not 1 <= value <= TIMEOUT_MAX_S:
+        raise ValueError(f"timeout must be between 1 and {TIMEOUT_MAX_S} seconds")
+
+
+def _sha(_inst: object, _attr: object, value: str | None) -> None:
+    if value is not None and not _SHA.match(value):
+        raise ValueError("commitSha must be 7 to 40 hexadecimal characters")
+
+
+@attrs.frozen(kw_only=True)
+class RunBody:
+    test_source: GitSourceBody | S3SourceBody
+    test_pattern: str = attrs.field(validator=[_non_empty, _bounded(1024)])
+    server_count: int = attrs.field(default=1, validator=_server_count_in_range)
+    timeout: int = attrs.field(default=600, validator=_timeout_in_range)
+    name: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_bounded(200))
+    )
+    commit_sha: str | None = attrs.field(default=None, validator=_sha)
+    trigger_source: TriggerSource = TriggerSource.API
+
+
+def _strict_int(value: Any, _type: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def _strict_str(value: Any, _type: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError("must be a string")
+    return value
+
+
+def _trigger_source(value: Any, _type: type) -> TriggerSource:
+    allowed = [t.value for t in TriggerSource]
+    if value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return TriggerSource(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(TriggerSource, _trigger_source)
+    for cls in (GitSourceBody, S3SourceBody, RunBody):
+        converter.register_structure_hook(
+            cls,
+            make_dict_structure_fn(
+                cls,
+                converter,
+                _cattrs_forbid_extra_keys=True,
+                **{
+                    a.name: override(rename=_camel(a.name))
+                    for a in attrs.fields(cls)
+                    if a.name != "type"
+                },
+            ),
+        )
+    configure_tagged_union(
+        GitSourceBody | S3SourceBody,
+        converter,
+        tag_name="type",
+        tag_generator=lambda cls: "git" if cls is GitSourceBody else "s3",
+    )
+    return converter
+
+
+converter = _make_converter()
+
+
+def _field_errors(exc: BaseException, path: str, into: dict[str, str]) -> None:
+    """Flatten cattrs' grouped errors into ``{"json.path": "reason"}``."""
+    if isinstance(exc, cattrs.ClassValidationError):
+        with_notes, without_notes = exc.group_exceptions()
+        for inner, note in with_notes:
+            name = _camel(str(note.name))
+            _field_errors(inner, f"{path}.{name}" if path else name, into)
+        for inner in without_notes:
+            _field_errors(inner, path, into)
+        return
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        for key in sorted(exc.extra_fields):
+            into[f"{path}.{key}" if path else key] = "unknown field"
+        return
+    if isinstance(exc, KeyError):
+        into[path or "body"] = "is required"
+        return
+    if isinstance(exc, ValueError) and "is not a valid" in str(exc):
+        into[path or "body"] = "is not one of the allowed values"
+        return
+    into[path or "body"] = str(exc) or type(exc).__name__
+
+
+def _validator_errors(inst: Any, path: str, into: dict[str, str]) -> None:
+    """Run every attrs validator of ``inst`` (recursively), collecting all."""
+    for field in attrs.fields(type(inst)):
+        value = getattr(inst, field.name)
+        name = f"{path}.{_camel(field.name)}" if path else _camel(field.name)
+        if attrs.has(type(value)):
+            _validator_errors(value, name, into)
+        if field.validator is None:
+            continue
+        try:
+            field.validator(inst, field, value)
+        except ValueError as exc:
+            into[name] = str(exc)
+
+
+def parse_run_body(data: Any, *, max_server_count: int) -> RunRequest:
+    """Validate a ``POST /api/runs`` body; raise InvalidRequest with every flaw."""
+    if not isinstance(data, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    problems: dict[str, str] = {}
+    for required in ("testSource", "testPattern"):
+        if required not in data:
+            problems[required] = "is required"
+    source = data.get("testSource")
+    if isinstance(source, dict) and source.get("type") not in ("git", "s3"):
+        problems["testSource.type"] = "must be 'git' or 's3'"
+    elif source is not None and not isinstance(source, dict):
+        problems["testSource"] = "must be an object"
+    if problems:
+        raise InvalidRequest(problems)
+    try:
+        # Types first, with validators off so that the ranges below are
+        # checked all together rather than stopping at the first.
+        with attrs.validators.disabled():
+            body = converter.structure(data, RunBody)
+    except Exception as exc:  # cattrs groups every flaw; unpacked below
+        _field_errors(exc, "", problems)
+        raise InvalidRequest(problems) from None
+    _validator_errors(body, "", problems)
+    if problems:
+        raise InvalidRequest(problems)
+    if body.server_count > max_server_count:
+        raise InvalidRequest(
+            {"serverCount": f"must be at most {max_server_count} on this control plane"}
+        )
+    return _to_domain(body)
+
+
+def _to_domain(body: RunBody) -> RunRequest:
+    source: GitSource | S3Source
+    if isinstance(body.test_source, GitSourceBody):
+        source = GitSource(
+            git_repo=body.test_source.git_repo, git_branch=body.test_source.git_branch
+        )
+    else:
+        source = S3Source(bucket=body.test_source.bucket, key=body.test_source.key)
+    return RunRequest(
+        test_source=source,
+        test_pattern=body.test_pattern,
+        server_count=body.server_count,
+        timeout=body.timeout,
+        name=body.name,
+        commit_sha=body.commit_sha.lower() if body.commit_sha else None,
+        trigger_source=body.trigger_source,
+    )

@@ -1,0 +1,1 @@
+"""The run engine: source, discovery, dependencies, plan, dispatch, verdict."""

@@ -1,0 +1,33 @@
+"""Splitting spec files over hosts so that every host has about equal work.
+
+Greedy longest-first: files sorted by expected cost, heaviest first, each
+going to the host with the least work so far. With no history the cost of a
+file is its size in bytes, a rough stand-in for how many tests it holds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+
+
+def split(files: list[str], hosts: int, cost: Mapping[str, float]) -> list[list[str]]:
+    """Partition ``files`` into at most ``hosts`` non-empty groups.
+
+    Each group keeps the discovery (byte-wise) order of its files, and the
+    result is deterministic for the same input.
+    """
+    if hosts < 1:
+        raise ValueError("hosts must be at least 1")
+    count = min(hosts, len(files))
+    if count == 0:
+        return []
+    order = {f: i for i, f in enumerate(files)}
+    heaviest_first = sorted(files, key=lambda f: (-cost.get(f, 1.0), order[f]))
+    loads = [(0.0, i) for i in range(count)]
+    groups: list[list[str]] = [[] for _ in range(count)]
+    for name in heaviest_first:
+        load, index = heapq.heappop(loads)
+        groups[index].append(name)
+        heapq.heappush(loads, (load + cost.get(name, 1.0), index))
+    return [sorted(g, key=order.__getitem__) for g in groups]

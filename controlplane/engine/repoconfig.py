@@ -1,0 +1,63 @@
+"""``traceloom.yml`` at the repository root: what a request body cannot say.
+
+Optional. So far it holds ``env``: plain (non-secret) environment variables
+for the tests, e.g. a feature flag. A malformed file ends the run errored
+with the line at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from controlplane.errors import SourceError
+
+FILE_NAME = "traceloom.yml"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_RESERVED = ("TRACELOOM_", "PLAYWRIGHT_BROWSERS_PATH")
+_KNOWN_KEYS = frozenset({"env"})
+
+
+@attrs.frozen
+class RepoConfig:
+    env: dict[str, str] = attrs.Factory(dict)
+
+
+def load(root: Path) -> RepoConfig:
+    path = root / FILE_NAME
+    if not path.is_file():
+        return RepoConfig()
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise SourceError(f"{FILE_NAME} line {line}: {exc.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{FILE_NAME}: {exc}") from None
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise SourceError(f"{FILE_NAME}: the top level must be a mapping")
+    unknown = sorted(set(data) - _KNOWN_KEYS)
+    if unknown:
+        raise SourceError(f"{FILE_NAME}: unknown key {unknown[0]!r}")
+    return RepoConfig(env=_env(data.get("env") or {}))
+
+
+def _env(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise SourceError(f"{FILE_NAME}: env must be a mapping of names to values")
+    env: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise SourceError(f"{FILE_NAME}: env name {name!r} is not a valid variable")
+        if name.startswith(_RESERVED):
+            raise SourceError(f"{FILE_NAME}: env name {name!r} is reserved")
+        if isinstance(value, dict | list) or value is None:
+            raise SourceError(f"{FILE_NAME}: env {name} must be a plain value")
+        env[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -1,0 +1,143 @@
+"""Turning a shard's reporter events into per-test results and a verdict."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+
+from controlplane.domain import Attempt, Counts, ShardStatus, TestResult, TestStatus
+
+_OUTCOMES = {
+    "expected": TestStatus.PASSED,
+    "unexpected": TestStatus.FAILED,
+    "flaky": TestStatus.FLAKY,
+    "skipped": TestStatus.SKIPPED,
+}
+
+
+@attrs.define
+class _TestState:
+    id: str
+    file: str
+    project: str
+    title: str
+    outcome: str | None = None
+    attempts: list[Attempt] = attrs.Factory(list)
+    attachments: list[dict[str, str]] = attrs.Factory(list)
+
+
+@attrs.define
+class ShardResults:
+    """Everything a shard reported so far, from its JSON-lines event stream."""
+
+    run_id: str
+    shard_index: int
+    artifact_prefix: str
+    began: bool = False
+    ended: bool = False
+    errors: list[str] = attrs.Factory(list)
+    tests: dict[str, _TestState] = attrs.Factory(dict)
+    first_test_at_ms: int | None = None
+    _partial: bytes = b""
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next raw bytes of the stream; a partial line waits."""
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._apply(json.loads(line))
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "begin":
+            self.began = True
+            for t in event["tests"]:
+                self.tests[t["id"]] = _TestState(
+                    id=t["id"], file=t["file"], project=t["project"], title=t["title"]
+                )
+        elif kind == "testBegin" and self.first_test_at_ms is None:
+            self.first_test_at_ms = int(event["time"])
+        elif kind == "testEnd" and event["id"] in self.tests:
+            state = self.tests[event["id"]]
+            state.outcome = event["outcome"]
+            state.attempts.append(
+                Attempt(
+                    retry=int(event["retry"]),
+                    status=str(event["status"]),
+                    duration_ms=int(event["durationMs"]),
+                    error=event.get("error"),
+                )
+            )
+            state.attachments.extend(event.get("attachments", []))
+        elif kind == "error":
+            self.errors.append(str(event.get("message", "")))
+        elif kind == "end":
+            self.ended = True
+
+    def results(self) -> list[TestResult]:
+        """One result per listed test; tests that never ended did not run."""
+        return [self._result(state) for state in self.tests.values()]
+
+    def _result(self, state: _TestState) -> TestResult:
+        status = (
+            _OUTCOMES.get(state.outcome, TestStatus.FAILED)
+            if state.outcome is not None
+            else TestStatus.DID_NOT_RUN
+        )
+        trace = None
+        screenshots = []
+        for item in state.attachments:
+            key = f"{self.artifact_prefix}/{item['path']}"
+            if item.get("name") == "trace":
+                trace = key
+            elif str(item.get("contentType", "")).startswith("image/"):
+                screenshots.append(key)
+        return TestResult(
+            run_id=self.run_id,
+            test_id=state.id,
+            file=state.file,
+            project=state.project,
+            title=state.title,
+            status=status,
+            shard_index=self.shard_index,
+            duration_ms=sum(a.duration_ms for a in state.attempts),
+            attempts=list(state.attempts),
+            trace=trace,
+            screenshots=screenshots,
+        )
+
+    def counts(self) -> Counts:
+        counts = Counts()
+        for result in self.results():
+            counts.add(result.status)
+        return counts
+
+
+def shard_verdict(
+    results: ShardResults, *, exit_code: int | None, timed_out: bool, log_tail: str
+) -> tuple[ShardStatus, str | None]:
+    """The shard's status and, when it is not a plain pass or fail, why."""
+    counts = results.counts()
+    if timed_out:
+        return ShardStatus.TIMED_OUT, "shard ran past its timeout"
+    if not results.began:
+        detail = "; ".join(results.errors) or log_tail or "no output"
+        return ShardStatus.ERRORED, f"Playwright did not start: {detail}"
+    if results.errors and counts.total == 0:
+        return ShardStatus.ERRORED, "; ".join(results.errors)
+    if counts.did_not_run:
+        return (
+            ShardStatus.ERRORED,
+            f"{counts.did_not_run} listed tests were never reported"
+            f" (Playwright exited {exit_code})",
+        )
+    if counts.failed or exit_code not in (0, None):
+        reason = "; ".join(results.errors) if results.errors else None
+        if not counts.failed:
+            return ShardStatus.ERRORED, reason or (
+                f"Playwright exited {exit_code}: {log_tail}".strip(": ")
+            )
+        return ShardStatus.FAILED, reason
+    return ShardStatus.PASSED, None

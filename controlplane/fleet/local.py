@@ -1,0 +1,187 @@
+"""The embedded default: SSH hosts on 127.0.0.1, started per run.
+
+Each host is a ``localhost_server`` process with its own folder, its own
+host key (made here, so it is known before the first connection) and a
+per-run client key. The dispatcher reaches them through the same asyncssh
+client as any other host. Every host process is stopped when its run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import attrs
+
+from controlplane.errors import HostError
+from controlplane.fleet.base import Host
+from controlplane.logs import get_logger
+
+log = get_logger(__name__)
+
+_START_TIMEOUT_S = 20.0
+
+
+def detect_netns() -> str:
+    """Which kind of network namespace this machine lets us make, or "off"."""
+    candidates = ["root"] if os.geteuid() == 0 else []
+    candidates.append("user")
+    for mode in candidates:
+        prefix = (
+            ["unshare", "--net"]
+            if mode == "root"
+            else ["unshare", "--user", "--map-root-user", "--net"]
+        )
+        try:
+            probe = subprocess.run(
+                [*prefix, "--", "sh", "-c", "ip link set lo up"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return mode
+    return "off"
+
+
+@attrs.define
+class _LocalHostProcess:
+    host: Host
+    process: asyncio.subprocess.Process
+    folder: Path
+
+
+class LocalProvider:
+    """Starts ``count`` loopback SSH hosts per run, at most ``max_hosts`` live."""
+
+    def __init__(
+        self,
+        *,
+        hosts_dir: Path,
+        deps_dir: Path,
+        max_hosts: int,
+        chromium_path: str = "",
+        netns: str | None = None,
+    ) -> None:
+        self.hosts_dir = hosts_dir.resolve()
+        self.deps_dir = deps_dir.resolve()
+        self.max_hosts = max_hosts
+        self.chromium_path = chromium_path
+        self.netns = detect_netns() if netns is None else netns
+        self._live: dict[str, list[_LocalHostProcess]] = {}
+        self._capacity = asyncio.Condition()
+        if self.netns == "off":
+            log.warning(
+                "local.netns_unavailable",
+                detail="local hosts share one network; a suite whose web server"
+                " uses a fixed port can run on one local host at a time",
+            )
+
+    @property
+    def live_count(self) -> int:
+        return sum(len(hosts) for hosts in self._live.values())
+
+    async def acquire(self, run_id: str, count: int) -> list[Host]:
+        if count > self.max_hosts:
+            raise HostError(
+                f"serverCount {count} exceeds the local provider's cap of"
+                f" {self.max_hosts} hosts (TRACELOOM_LOCAL_MAX_HOSTS)"
+            )
+        async with self._capacity:
+            await self._capacity.wait_for(
+                lambda: self.live_count + count <= self.max_hosts
+            )
+            self._live[run_id] = []
+        client_key = asyncssh.generate_private_key("ssh-ed25519")
+        try:
+            starts = [self._start(run_id, i, client_key) for i in range(count)]
+            for started in await asyncio.gather(*starts, return_exceptions=True):
+                if isinstance(started, BaseException):
+                    raise started
+        except BaseException:
+            await self.release(run_id)
+            raise
+        return [p.host for p in self._live[run_id]]
+
+    async def _start(
+        self, run_id: str, index: int, client_key: asyncssh.SSHKey
+    ) -> None:
+        name = f"{run_id}-h{index}"
+        folder = self.hosts_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        host_key = asyncssh.generate_private_key("ssh-ed25519")
+        host_key.write_private_key(str(folder / "host_key"))
+        os.chmod(folder / "host_key", 0o600)
+        client_key.write_public_key(str(folder / "authorized_keys"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELOOM_")}
+        if self.chromium_path:
+            env["TRACELOOM_CHROMIUM_PATH"] = self.chromium_path
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "controlplane.fleet.localhost_server",
+            "--dir",
+            str(folder),
+            "--name",
+            name,
+            "--netns",
+            self.netns,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert process.stdout is not None
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT_S)
+        except TimeoutError:
+            line = b""
+        if not line.startswith(b"listening "):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise HostError(f"local host {name} did not start")
+        port = int(line.split()[1])
+        host = Host(
+            name=name,
+            address="127.0.0.1",
+            port=port,
+            username="traceloom",
+            host_key=host_key.convert_to_public(),
+            client_key=client_key,
+            work_root=str(folder),
+            deps_root=str(self.deps_dir),
+        )
+        self._live[run_id].append(_LocalHostProcess(host, process, folder))
+        log.info("host.started", host=name, port=port, netns=self.netns)
+
+    async def release(self, run_id: str) -> None:
+        hosts = self._live.pop(run_id, [])
+        await asyncio.gather(*(self._stop(h) for h in hosts))
+        async with self._capacity:
+            self._capacity.notify_all()
+
+    async def _stop(self, local: _LocalHostProcess) -> None:
+        process = local.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        shutil.rmtree(local.folder, ignore_errors=True)
+        log.info("host.stopped", host=local.host.name)
+
+    async def close(self) -> None:
+        for run_id in list(self._live):
+            await self.release(run_id)

@@ -1,0 +1,194 @@
+"""One local host: an asyncssh server on 127.0.0.1 that runs commands.
+
+Started by the local provider as its own process:
+
+    python -m controlplane.fleet.localhost_server --dir HOST_DIR [--netns MODE]
+
+HOST_DIR holds ``host_key`` (this host's private key) and
+``authorized_keys`` (the one client key it accepts). The server prints
+``listening PORT`` once ready. Every command runs with HOST_DIR as home and
+working folder, marked with ``TRACELOOM_HOST=<name>`` in its environment,
+and, with ``--netns``, in a network namespace of its own so that suites
+whose web server uses a fixed port can run on several local hosts at once.
+The server exits when its standard input closes (the control plane is
+gone) or on SIGTERM, and then stops every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+import asyncssh
+
+_OUTPUT_GRACE_S = 2.0
+_CHUNK = 65536
+
+
+def netns_prefix(mode: str) -> list[str]:
+    """The argv prefix that runs a command in a fresh network namespace."""
+    if mode == "root":
+        return ["unshare", "--net", "--"]
+    if mode == "user":
+        return ["unshare", "--user", "--map-root-user", "--net", "--"]
+    return []
+
+
+_NETNS_SHELL = 'ip link set lo up 2>/dev/null || true; exec sh -c "$1"'
+
+
+class _Server(asyncssh.SSHServer):
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+
+async def _pump_in(src: asyncssh.SSHReader[bytes], dst: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await src.read(_CHUNK):
+            dst.write(chunk)
+            await dst.drain()
+    except (ConnectionError, asyncssh.Error):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            dst.close()
+
+
+async def _pump_out(src: asyncio.StreamReader, dst: asyncssh.SSHWriter[bytes]) -> None:
+    with contextlib.suppress(ConnectionError, asyncssh.Error, BrokenPipeError):
+        while chunk := await src.read(_CHUNK):
+            dst.write(chunk)
+            await dst.drain()
+
+
+class LocalHost:
+    def __init__(self, host_dir: Path, name: str, netns: str) -> None:
+        self.host_dir = host_dir
+        self.name = name
+        self.netns = netns
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(host_dir),
+            "LANG": "C.UTF-8",
+            "TRACELOOM_HOST": name,
+        }
+        for key in ("TRACELOOM_CHROMIUM_PATH", "TMPDIR"):
+            if os.environ.get(key):
+                self.env[key] = os.environ[key]
+
+    def argv(self, command: str) -> list[str]:
+        if self.netns in ("root", "user"):
+            return [*netns_prefix(self.netns), "sh", "-c", _NETNS_SHELL, "sh", command]
+        return ["sh", "-c", command]
+
+    async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        command = process.command
+        if not command:
+            process.stderr.write(b"this host runs commands only, no shell\n")
+            process.exit(1)
+            return
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv(command),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.host_dir,
+            env=self.env,
+        )
+        assert proc.stdin and proc.stdout and proc.stderr
+        feeder = asyncio.create_task(_pump_in(process.stdin, proc.stdin))
+        outputs = [
+            asyncio.create_task(_pump_out(proc.stdout, process.stdout)),
+            asyncio.create_task(_pump_out(proc.stderr, process.stderr)),
+        ]
+        try:
+            status = await proc.wait()
+            # A background child that kept stdout open must not hold the
+            # session forever: give the output a moment, then close.
+            _done, pending = await asyncio.wait(outputs, timeout=_OUTPUT_GRACE_S)
+            for task in pending:
+                task.cancel()
+        finally:
+            feeder.cancel()
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+        process.exit(status)
+
+    def stop_everything(self) -> None:
+        """Kill every process that carries this host's mark."""
+        marker = f"TRACELOOM_HOST={self.name}".encode()
+        me = os.getpid()
+        for _ in range(10):
+            found = False
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) == me:
+                    continue
+                try:
+                    environ = (entry / "environ").read_bytes()
+                except OSError:
+                    continue
+                if marker in environ.split(b"\0"):
+                    found = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(entry.name), signal.SIGKILL)
+            if not found:
+                return
+
+
+async def serve(host_dir: Path, name: str, netns: str) -> None:
+    host = LocalHost(host_dir, name, netns)
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_factory=_Server,
+        server_host_keys=[str(host_dir / "host_key")],
+        authorized_client_keys=str(host_dir / "authorized_keys"),
+        process_factory=host.handle,
+        encoding=None,
+        allow_scp=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+    )
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening {port}", flush=True)
+
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+
+    async def parent_gone() -> None:
+        await reader.read()
+        stopped.set()
+
+    watcher = asyncio.create_task(parent_gone())
+    await stopped.wait()
+    watcher.cancel()
+    server.close()
+    host.stop_everything()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--netns", choices=["root", "user", "off"], default="off")
+    args = parser.parse_args()
+    asyncio.run(serve(args.dir.resolve(), args.name, args.netns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+// TraceLoom's Playwright reporter: one JSON line per event, appended to the
+// file named by TRACELOOM_EVENTS. The control plane reads results from this
+// file only, never from stdout, so a webServer or globalSetup that prints
+// cannot corrupt them.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+function projectOf(test) {
+  let suite = test.parent;
+  while (suite) {
+    if (typeof suite.project === 'function' && suite.project()) {
+      return suite.project().name;
+    }
+    suite = suite.parent;
+  }
+  return '';
+}
+
+function titleOf(test) {
+  // titlePath() is ['', project, file, ...describes, title].
+  return test.titlePath().slice(3).join(' › ');
+}
+
+class TraceLoomReporter {
+  constructor() {
+    this.eventsPath = process.env.TRACELOOM_EVENTS;
+    this.suiteDir = process.env.TRACELOOM_SUITE_DIR || process.cwd();
+    this.attachmentsPath = process.env.TRACELOOM_ATTACHMENTS;
+  }
+
+  emit(event) {
+    fs.appendFileSync(this.eventsPath, JSON.stringify(event) + '\n');
+  }
+
+  relative(file) {
+    return path.relative(this.suiteDir, file).split(path.sep).join('/');
+  }
+
+  describe(test) {
+    return {
+      id: test.id,
+      file: this.relative(test.location.file),
+      project: projectOf(test),
+      title: titleOf(test),
+      expectedStatus: test.expectedStatus,
+      retries: test.retries,
+    };
+  }
+
+  printsToStdio() {
+    return false;
+  }
+
+  onBegin(config, suite) {
+    this.emit({
+      type: 'begin',
+      version: config.version,
+      workers: config.workers,
+      tests: suite.allTests().map((t) => this.describe(t)),
+      time: Date.now(),
+    });
+  }
+
+  onTestBegin(test, result) {
+    this.emit({ type: 'testBegin', id: test.id, retry: result.retry, time: Date.now() });
+  }
+
+  onTestEnd(test, result) {
+    const attachments = [];
+    for (const a of result.attachments) {
+      if (!a.path) continue;
+      const rel = this.relative(a.path);
+      attachments.push({ name: a.name, contentType: a.contentType, path: rel });
+      if (this.attachmentsPath && !rel.startsWith('..')) {
+        fs.appendFileSync(this.attachmentsPath, rel + '\0');
+      }
+    }
+    const error = result.error ? (result.error.message || result.error.value || '') : null;
+    this.emit({
+      type: 'testEnd',
+      id: test.id,
+      retry: result.retry,
+      status: result.status,
+      durationMs: result.duration,
+      outcome: test.outcome(),
+      error: error ? String(error).slice(0, 4000) : null,
+      attachments,
+      time: Date.now(),
+    });
+  }
+
+  onError(error) {
+    this.emit({ type: 'error', message: String(error.message || error.value || error).slice(0, 4000) });
+  }
+
+  async onEnd(result) {
+    this.emit({ type: 'end', status: result.status, time: Date.now() });
+  }
+}
+
+module.exports = TraceLoomReporter;

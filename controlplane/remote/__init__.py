@@ -1,0 +1,1 @@
+"""Remote execution: the asyncssh client and the dispatch of shards to hosts."""

@@ -1,0 +1,82 @@
+"""Control plane settings: defaults, environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+ENV_PREFIX = "TRACELOOM_"
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything the control plane is configured with.
+
+    Every field can be set with ``TRACELOOM_<FIELD>`` in the environment;
+    the CLI's flags win over the environment.
+    """
+
+    data_dir: Path = Path(".traceloom")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    fleet: str = "local"
+    local_max_hosts: int = 8
+    max_server_count: int = 8
+    chromium_path: str = ""
+    log_format: str = "console"
+    log_level: str = "info"
+    poll_interval_s: float = 0.5
+    clone_timeout_s: float = 300.0
+    install_timeout_s: float = 900.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "traceloom.sqlite3"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @property
+    def deps_dir(self) -> Path:
+        return self.data_dir / "deps"
+
+    @property
+    def hosts_dir(self) -> Path:
+        return self.data_dir / "hosts"
+
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+def settings_from_env(
+    environ: dict[str, str] | None = None, **overrides: object
+) -> Settings:
+    """Build settings from ``TRACELOOM_*`` variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in attrs.fields(Settings):
+        raw = env.get(ENV_PREFIX + field.name.upper())
+        if raw is not None and raw != "":
+            values[field.name] = _convert(field.type, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "data_dir" in values:
+        values["data_dir"] = Path(str(values["data_dir"]))
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _convert(kind: object, raw: str) -> object:
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return raw

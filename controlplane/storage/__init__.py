@@ -1,0 +1,1 @@
+"""Where state lives: the SQLite database, API keys and the artifact store."""

@@ -1,0 +1,319 @@
+"""Run, shard, test and key records in SQLite, through aiosqlite.
+
+Nothing here keeps state in memory: every read goes to the database, so a
+restarted control plane (or, later, several replicas on PostgreSQL) sees the
+same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import cattrs
+
+from controlplane.domain import (
+    Attempt,
+    Counts,
+    GitSource,
+    Run,
+    RunRequest,
+    RunStatus,
+    S3Source,
+    Shard,
+    ShardStatus,
+    TestResult,
+    TestSource,
+    TestStatus,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS api_keys_prefix ON api_keys(prefix);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    reason TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    resolved_sha TEXT,
+    counts TEXT NOT NULL,
+    spec_files TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS shards (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    idx INTEGER NOT NULL,
+    files TEXT NOT NULL,
+    status TEXT NOT NULL,
+    host TEXT,
+    reason TEXT,
+    started_at REAL,
+    finished_at REAL,
+    counts TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS tests (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    test_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    project TEXT NOT NULL,
+    title TEXT NOT NULL,
+    status TEXT NOT NULL,
+    shard_idx INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    attempts TEXT NOT NULL,
+    trace TEXT,
+    screenshots TEXT NOT NULL,
+    PRIMARY KEY (run_id, test_id)
+);
+"""
+
+_converter = cattrs.Converter()
+_converter.register_structure_hook(
+    TestSource,  # type: ignore[arg-type]
+    lambda d, _: _converter.structure(d, S3Source if d["type"] == "s3" else GitSource),
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class Database:
+    """One aiosqlite connection; writes are serialised by SQLite itself."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[Database]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        async with aiosqlite.connect(path, isolation_level=None) as conn:
+            conn.row_factory = aiosqlite.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.executescript(SCHEMA)
+            yield cls(conn)
+
+    async def ping(self) -> None:
+        await self._conn.execute("SELECT 1")
+
+    # -- API keys ---------------------------------------------------------
+
+    async def insert_key(
+        self,
+        *,
+        key_id: str,
+        name: str,
+        prefix: str,
+        secret_hash: str,
+        scopes: list[str],
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO api_keys (id, name, prefix, secret_hash, scopes, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, name, prefix, secret_hash, _dumps(scopes), time.time()),
+        )
+
+    async def keys_by_prefix(self, prefix: str) -> list[aiosqlite.Row]:
+        cursor = await self._conn.execute(
+            "SELECT * FROM api_keys WHERE prefix = ? AND revoked_at IS NULL", (prefix,)
+        )
+        return list(await cursor.fetchall())
+
+    async def touch_key(self, key_id: str) -> None:
+        await self._conn.execute(
+            "UPDATE api_keys SET last_used_at = ? WHERE id = ?", (time.time(), key_id)
+        )
+
+    # -- runs -------------------------------------------------------------
+
+    async def insert_run(self, run: Run) -> None:
+        await self._conn.execute(
+            "INSERT INTO runs (id, status, request, reason, created_at, counts,"
+            " spec_files) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.id,
+                run.status.value,
+                _dumps(_converter.unstructure(run.request)),
+                run.reason,
+                run.created_at,
+                _dumps(run.counts.to_json()),
+                _dumps(run.spec_files),
+            ),
+        )
+
+    async def get_run(self, run_id: str) -> Run | None:
+        cursor = await self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+        row = await cursor.fetchone()
+        return None if row is None else _run_from_row(row)
+
+    async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
+        wanted = [s.value for s in statuses]
+        marks = ",".join("?" for _ in wanted)
+        cursor = await self._conn.execute(
+            f"SELECT * FROM runs WHERE status IN ({marks}) ORDER BY id",  # noqa: S608
+            wanted,
+        )
+        return [_run_from_row(row) for row in await cursor.fetchall()]
+
+    async def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run; a finished run is never changed again."""
+        encoded = {k: _encode_run_field(k, v) for k, v in fields.items()}
+        assignments = ", ".join(f"{name} = ?" for name in encoded)
+        finished = [s.value for s in RunStatus if s.finished]
+        marks = ",".join("?" for _ in finished)
+        await self._conn.execute(
+            f"UPDATE runs SET {assignments} WHERE id = ?"  # noqa: S608
+            f" AND status NOT IN ({marks})",
+            [*encoded.values(), run_id, *finished],
+        )
+
+    # -- shards -----------------------------------------------------------
+
+    async def insert_shards(self, shards: list[Shard]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO shards (run_id, idx, files, status, counts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (s.run_id, s.index, _dumps(s.files), s.status.value, _dumps({}))
+                for s in shards
+            ],
+        )
+
+    async def update_shard(self, run_id: str, index: int, **fields: Any) -> None:
+        encoded = {k: _encode_shard_field(k, v) for k, v in fields.items()}
+        assignments = ", ".join(f"{name} = ?" for name in encoded)
+        await self._conn.execute(
+            f"UPDATE shards SET {assignments} WHERE run_id = ? AND idx = ?",  # noqa: S608
+            [*encoded.values(), run_id, index],
+        )
+
+    async def shards(self, run_id: str) -> list[Shard]:
+        cursor = await self._conn.execute(
+            "SELECT * FROM shards WHERE run_id = ? ORDER BY idx", (run_id,)
+        )
+        return [_shard_from_row(row) for row in await cursor.fetchall()]
+
+    # -- tests ------------------------------------------------------------
+
+    async def upsert_tests(self, results: list[TestResult]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO tests (run_id, test_id, file, project, title, status,"
+            " shard_idx, duration_ms, attempts, trace, screenshots)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, test_id) DO UPDATE SET status = excluded.status,"
+            " shard_idx = excluded.shard_idx, duration_ms = excluded.duration_ms,"
+            " attempts = excluded.attempts, trace = excluded.trace,"
+            " screenshots = excluded.screenshots",
+            [
+                (
+                    r.run_id,
+                    r.test_id,
+                    r.file,
+                    r.project,
+                    r.title,
+                    r.status.value,
+                    r.shard_index,
+                    r.duration_ms,
+                    _dumps([_converter.unstructure(a) for a in r.attempts]),
+                    r.trace,
+                    _dumps(r.screenshots),
+                )
+                for r in results
+            ],
+        )
+
+    async def tests(self, run_id: str) -> list[TestResult]:
+        cursor = await self._conn.execute(
+            "SELECT * FROM tests WHERE run_id = ? ORDER BY file, project, title,"
+            " test_id",
+            (run_id,),
+        )
+        return [_test_from_row(row) for row in await cursor.fetchall()]
+
+
+def _encode_run_field(name: str, value: Any) -> Any:
+    if name == "status":
+        return RunStatus(value).value
+    if name == "counts":
+        return _dumps(value.to_json())
+    if name == "spec_files":
+        return _dumps(value)
+    return value
+
+
+def _encode_shard_field(name: str, value: Any) -> Any:
+    if name == "status":
+        return ShardStatus(value).value
+    if name == "counts":
+        return _dumps(value.to_json())
+    if name == "files":
+        return _dumps(value)
+    return value
+
+
+def _run_from_row(row: aiosqlite.Row) -> Run:
+    return Run(
+        id=row["id"],
+        request=_converter.structure(json.loads(row["request"]), RunRequest),
+        status=RunStatus(row["status"]),
+        reason=row["reason"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        resolved_sha=row["resolved_sha"],
+        counts=Counts.from_json(json.loads(row["counts"])),
+        spec_files=json.loads(row["spec_files"]),
+    )
+
+
+def _shard_from_row(row: aiosqlite.Row) -> Shard:
+    return Shard(
+        run_id=row["run_id"],
+        index=row["idx"],
+        files=json.loads(row["files"]),
+        status=ShardStatus(row["status"]),
+        host=row["host"],
+        reason=row["reason"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        counts=Counts.from_json(json.loads(row["counts"])),
+    )
+
+
+def _test_from_row(row: aiosqlite.Row) -> TestResult:
+    return TestResult(
+        run_id=row["run_id"],
+        test_id=row["test_id"],
+        file=row["file"],
+        project=row["project"],
+        title=row["title"],
+        status=TestStatus(row["status"]),
+        shard_index=row["shard_idx"],
+        duration_ms=row["duration_ms"],
+        attempts=[
+            _converter.structure(a, Attempt) for a in json.loads(row["attempts"])
+        ],
+        trace=row["trace"],
+        screenshots=json.loads(row["screenshots"]),
+    )

@@ -1,0 +1,71 @@
+"""API keys: ``tlk_`` plus random URL-safe text, stored only as a hash.
+
+The first characters after ``tlk_`` are a lookup prefix kept in clear; the
+whole key is hashed with SHA-256 (keys carry 256 bits of randomness, so a
+slow password hash buys nothing) and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+
+import attrs
+
+from controlplane.domain import new_id
+from controlplane.storage.db import Database
+
+KEY_PREFIX = "tlk_"
+_LOOKUP_CHARS = 8
+ALL_SCOPES = ("runs:trigger", "runs:read", "keys:manage", "schedules:manage")
+
+
+@attrs.frozen
+class AuthenticatedKey:
+    id: str
+    name: str
+    scopes: frozenset[str]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _lookup_prefix(secret: str) -> str:
+    return secret[len(KEY_PREFIX) : len(KEY_PREFIX) + _LOOKUP_CHARS]
+
+
+async def create_key(
+    db: Database, *, name: str, scopes: tuple[str, ...] = ALL_SCOPES
+) -> str:
+    """Store a new key and return its secret; this is the only time it exists."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    await db.insert_key(
+        key_id=new_id("key_"),
+        name=name,
+        prefix=_lookup_prefix(secret),
+        secret_hash=_hash(secret),
+        scopes=list(scopes),
+    )
+    return secret
+
+
+async def authenticate(db: Database, secret: str) -> AuthenticatedKey | None:
+    """Return the key that ``secret`` belongs to, or None."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) < len(KEY_PREFIX) + 32:
+        return None
+    wanted = _hash(secret)
+    match = None
+    for row in await db.keys_by_prefix(_lookup_prefix(secret)):
+        if hmac.compare_digest(row["secret_hash"], wanted):
+            match = row
+    if match is None:
+        return None
+    await db.touch_key(match["id"])
+    return AuthenticatedKey(
+        id=match["id"],
+        name=match["name"],
+        scopes=frozenset(json.loads(match["scopes"])),
+    )
