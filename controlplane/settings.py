@@ -19,6 +19,7 @@ class Settings:
     """
 
     data_dir: Path = Path(".traceloom")
+    cache_dir: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
@@ -46,7 +47,13 @@ class Settings:
 
     @property
     def deps_dir(self) -> Path:
-        return self.data_dir / "deps"
+        """Installed dependencies, shareable between control planes."""
+        return (self.cache_dir or self.data_dir / "cache") / "deps"
+
+    @property
+    def host_deps_dir(self) -> Path:
+        """Where local hosts keep the dependencies shipped to them."""
+        return (self.cache_dir or self.data_dir / "cache") / "host-deps"
 
     @property
     def hosts_dir(self) -> Path:
@@ -67,8 +74,9 @@ def settings_from_env(
         if raw is not None and raw != "":
             values[field.name] = _convert(field.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "data_dir" in values:
-        values["data_dir"] = Path(str(values["data_dir"]))
+    for name in ("data_dir", "cache_dir"):
+        if values.get(name) is not None:
+            values[name] = Path(str(values[name]))
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -77,6 +85,6 @@ def _convert(kind: object, raw: str) -> object:
         return int(raw)
     if kind in (float, "float"):
         return float(raw)
-    if kind in (Path, "Path"):
+    if kind in (Path, "Path", Path | None, "Path | None"):
         return Path(raw)
     return raw

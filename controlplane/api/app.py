@@ -26,7 +26,7 @@ def make_provider(settings: Settings) -> FleetProvider:
     if settings.fleet == "local":
         return LocalProvider(
             hosts_dir=settings.hosts_dir,
-            deps_dir=settings.data_dir / "host-deps",
+            deps_dir=settings.host_deps_dir,
             max_hosts=settings.local_max_hosts,
             chromium_path=settings.chromium_path,
         )

@@ -25,7 +25,7 @@ from controlplane.storage.keys import AuthenticatedKey, authenticate
 log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CALLER_KEY = "traceloom.caller"
+CALLER_KEY: web.RequestKey[AuthenticatedKey] = web.RequestKey("caller")
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
@@ -101,7 +101,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def require_scope(request: web.Request, scope: str) -> AuthenticatedKey:
-    key: AuthenticatedKey = request[CALLER_KEY]
+    key = request[CALLER_KEY]
     if scope not in key.scopes:
         raise Forbidden(f"this API key lacks the {scope!r} scope")
     return key

@@ -17,6 +17,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from cattrs.strategies import configure_tagged_union
 
 from controlplane.domain import GitSource, RunRequest, S3Source, TriggerSource
+from controlplane.engine.discovery import glob_to_regex
 from controlplane.errors import InvalidRequest
 
 TIMEOUT_MAX_S = 3600
@@ -57,6 +58,13 @@ class S3SourceBody:
     key: str = attrs.field(validator=[_non_empty, _bounded(1024)])
 
 
+def _glob(_inst: object, _attr: object, value: str) -> None:
+    try:
+        glob_to_regex(value)
+    except InvalidRequest as exc:
+        raise ValueError(exc.fields["testPattern"]) from None
+
+
 def _server_count_in_range(_inst: object, _attr: object, value: int) -> None:
     if value < 1:
         raise ValueError("serverCount must be at least 1")
@@ -75,7 +83,7 @@ def _sha(_inst: object, _attr: object, value: str | None) -> None:
 @attrs.frozen(kw_only=True)
 class RunBody:
     test_source: GitSourceBody | S3SourceBody
-    test_pattern: str = attrs.field(validator=[_non_empty, _bounded(1024)])
+    test_pattern: str = attrs.field(validator=[_non_empty, _bounded(1024), _glob])
     server_count: int = attrs.field(default=1, validator=_server_count_in_range)
     timeout: int = attrs.field(default=600, validator=_timeout_in_range)
     name: str | None = attrs.field(
