@@ -35,7 +35,10 @@ def free_port() -> int:
 
 def call(url: str, key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    # The URL is always the demo's own http://127.0.0.1 server.
+    request = urllib.request.Request(  # noqa: S310
+        url, data=data, method="POST" if data else "GET"
+    )
     request.add_header("Authorization", f"Bearer {key}")
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -55,7 +58,11 @@ def suite_repository(target: Path) -> Path:
         "GIT_COMMITTER_NAME": "demo",
         "GIT_COMMITTER_EMAIL": "demo@example.invalid",
     }
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "suite"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-qm", "suite"],
+    ):
         subprocess.run(["git", *args], cwd=target, env=env, check=True)
     return target
 
@@ -77,10 +84,8 @@ def follow(base: str, key: str, run_id: str) -> dict[str, Any]:
     while True:
         run = call(f"{base}/api/runs/{run_id}", key)
         c = run["counts"]
-        line = (
-            f"  {run['status']:<12} {c['passed'] + c['failed'] + c['flaky'] + c['skipped']}"
-            f" tests done ({c['failed']} failed)"
-        )
+        done = c["passed"] + c["failed"] + c["flaky"] + c["skipped"]
+        line = f"  {run['status']:<12} {done} tests done ({c['failed']} failed)"
         if line != last:
             print(line, flush=True)
             last = line
@@ -112,7 +117,15 @@ def main() -> int:
             wait_healthy(base, server)
             print(f"demo: control plane at {base} (log: {log_path})")
             created = subprocess.run(
-                [*TRACELOOM, "keys", "create", "--name", "demo", "--data-dir", str(data_dir)],
+                [
+                    *TRACELOOM,
+                    "keys",
+                    "create",
+                    "--name",
+                    "demo",
+                    "--data-dir",
+                    str(data_dir),
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
@@ -124,7 +137,11 @@ def main() -> int:
                 f"{base}/api/runs",
                 key,
                 {
-                    "testSource": {"type": "git", "gitRepo": str(repo), "gitBranch": "main"},
+                    "testSource": {
+                        "type": "git",
+                        "gitRepo": str(repo),
+                        "gitBranch": "main",
+                    },
                     "testPattern": "tests/**/*.spec.ts",
                     "serverCount": args.hosts,
                     "name": "demo: example suite",
@@ -141,7 +158,9 @@ def main() -> int:
     return 0 if run["status"] == "passed" else 1
 
 
-def report(base: str, key: str, run: dict[str, Any], wall_s: float, data_dir: Path) -> None:
+def report(
+    base: str, key: str, run: dict[str, Any], wall_s: float, data_dir: Path
+) -> None:
     tests = call(f"{base}/api/runs/{run['id']}/tests", key)["tests"]
     print()
     print(f"status: {run['status']}" + (f" ({run['reason']})" if run["reason"] else ""))
@@ -154,7 +173,7 @@ def report(base: str, key: str, run: dict[str, Any], wall_s: float, data_dir: Pa
         )
     for test in tests:
         if test["status"] not in ("passed",):
-            print(f"  {test['status']:<9} {test['file']} › {test['title']}")
+            print(f"  {test['status']:<9} {test['file']}: {test['title']}")
     print(f"artifacts: {data_dir / 'artifacts' / run['id']}")
     print(f"run record: {run['url']} (while the server runs)")
 

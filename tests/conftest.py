@@ -130,7 +130,9 @@ def traceloom_processes() -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(v.startswith((b"TRACELOOM_HOST=", b"TRACELOOM_SHARD=")) for v in environ):
+        if any(
+            v.startswith((b"TRACELOOM_HOST=", b"TRACELOOM_SHARD=")) for v in environ
+        ):
             found.append(int(entry.name))
     return found
 
@@ -165,7 +167,9 @@ def spec(*titles_and_bodies: tuple[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_body(repo: Path, pattern: str = "tests/**/*.spec.ts", **extra: Any) -> dict[str, Any]:
+def run_body(
+    repo: Path, pattern: str = "tests/**/*.spec.ts", **extra: Any
+) -> dict[str, Any]:
     return {
         "testSource": {"type": "git", "gitRepo": str(repo), "gitBranch": "main"},
         "testPattern": pattern,

@@ -11,7 +11,6 @@ import structlog
 from aiohttp import web
 
 from controlplane.api.appkeys import DB
-
 from controlplane.errors import (
     Conflict,
     Forbidden,

@@ -120,17 +120,15 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(TriggerSource, _trigger_source)
     for cls in (GitSourceBody, S3SourceBody, RunBody):
+        renames: dict[str, Any] = {
+            a.name: override(rename=_camel(a.name))
+            for a in attrs.fields(cls)
+            if a.name != "type"
+        }
         converter.register_structure_hook(
             cls,
             make_dict_structure_fn(
-                cls,
-                converter,
-                _cattrs_forbid_extra_keys=True,
-                **{
-                    a.name: override(rename=_camel(a.name))
-                    for a in attrs.fields(cls)
-                    if a.name != "type"
-                },
+                cls, converter, _cattrs_forbid_extra_keys=True, **renames
             ),
         )
     configure_tagged_union(

@@ -9,10 +9,17 @@ from typing import Any
 from aiohttp import web
 
 from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
-
 from controlplane.api.middleware import require_scope
 from controlplane.api.models import parse_run_body
-from controlplane.domain import Run, RunStatus, Shard, TestResult, new_id
+from controlplane.domain import (
+    GitSource,
+    Run,
+    RunStatus,
+    S3Source,
+    Shard,
+    TestResult,
+    new_id,
+)
 from controlplane.errors import InvalidRequest, NotFound
 from controlplane.logs import get_logger
 
@@ -42,6 +49,16 @@ def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+def _source_json(source: GitSource | S3Source) -> dict[str, str]:
+    if isinstance(source, GitSource):
+        return {
+            "type": "git",
+            "gitRepo": source.git_repo,
+            "gitBranch": source.git_branch,
+        }
+    return {"type": "s3", "bucket": source.bucket, "key": source.key}
+
+
 def run_json(request: web.Request, run: Run, shards: list[Shard]) -> dict[str, Any]:
     source = run.request.test_source
     duration = (
@@ -55,11 +72,7 @@ def run_json(request: web.Request, run: Run, shards: list[Shard]) -> dict[str, A
         "reason": run.reason,
         "url": f"{_base(request)}/api/runs/{run.id}",
         "name": run.request.name,
-        "testSource": (
-            {"type": "git", "gitRepo": source.git_repo, "gitBranch": source.git_branch}
-            if source.type == "git"
-            else {"type": "s3", "bucket": source.bucket, "key": source.key}  # type: ignore[union-attr]
-        ),
+        "testSource": _source_json(source),
         "testPattern": run.request.test_pattern,
         "serverCount": run.request.server_count,
         "timeout": run.request.timeout,

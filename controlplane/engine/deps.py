@@ -56,6 +56,12 @@ async def _output(*argv: str, cwd: Path | None = None, timeout_s: float = 60) ->
     return text
 
 
+def _publish(staging: Path, entry: Path) -> None:
+    (staging / ".complete").touch()
+    shutil.rmtree(entry, ignore_errors=True)
+    staging.rename(entry)
+
+
 class DependencyCache:
     """Folders of installed ``node_modules`` keyed by lockfile."""
 
@@ -119,9 +125,7 @@ class DependencyCache:
             await _output(
                 "tar", "-c", "-f", "node_modules.tar", "node_modules", cwd=staging
             )
-            (staging / ".complete").touch()
-            shutil.rmtree(entry, ignore_errors=True)
-            staging.rename(entry)
+            await asyncio.to_thread(_publish, staging, entry)
             log.info(
                 "deps.installed",
                 key=entry.name,

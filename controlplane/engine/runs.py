@@ -135,7 +135,8 @@ class RunEngine:
         if run is None:
             return
         workdir = self.settings.work_dir / run_id
-        status, reason = RunStatus.ERRORED, "the run stopped unexpectedly"
+        status = RunStatus.ERRORED
+        reason: str | None = "the run stopped unexpectedly"
         try:
             status, reason = await self._drive(run, workdir)
         except asyncio.CancelledError:
@@ -209,7 +210,7 @@ class RunEngine:
                 "S3 test sources are not supported by this control plane yet"
             )
         checkout = workdir / "src"
-        workdir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         sha = await source.clone(
             repo=request.test_source.git_repo,
             branch=request.test_source.git_branch,
@@ -223,7 +224,8 @@ class RunEngine:
         )
         if not files:
             raise SourceError(
-                f"testPattern {request.test_pattern!r} matched no file in the repository"
+                f"testPattern {request.test_pattern!r} matched no file"
+                " in the repository"
             )
         await self.db.update_run(run.id, spec_files=files)
         layout = await asyncio.to_thread(suite.find_layout, checkout, files)

@@ -103,7 +103,9 @@ class LocalHost:
             cwd=self.host_dir,
             env=self.env,
         )
-        assert proc.stdin and proc.stdout and proc.stderr
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         feeder = asyncio.create_task(_pump_in(process.stdin, proc.stdin))
         outputs = [
             asyncio.create_task(_pump_out(proc.stdout, process.stdout)),

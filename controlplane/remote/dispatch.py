@@ -147,9 +147,9 @@ class Dispatcher:
             quote("test", "-f", f"{harness_dir}/.complete"), check=False
         )
         if check.exit_status != 0:
+            quoted = shlex.quote(harness_dir)
             await conn.send_file(
-                f"mkdir -p {shlex.quote(harness_dir)} && tar -x -C"
-                f" {shlex.quote(harness_dir)} && touch {shlex.quote(harness_dir)}/.complete",
+                f"mkdir -p {quoted} && tar -x -C {quoted} && touch {quoted}/.complete",
                 payload.harness_archive,
             )
         harness = f"{harness_dir}/traceloom-harness.sh"

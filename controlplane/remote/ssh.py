@@ -28,6 +28,12 @@ def quote(*words: str) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _bytes(output: bytes | str | None) -> bytes:
+    if output is None:
+        return b""
+    return output.encode() if isinstance(output, str) else bytes(output)
+
+
 class HostConnection:
     """An SSH connection to one host; verifies the host key it was given."""
 
@@ -78,9 +84,7 @@ class HostConnection:
                 f"{command!r} on {self.host.name} took over {timeout_s:.0f}s"
             ) from exc
         done = Completed(
-            result.exit_status,
-            bytes(result.stdout or b""),
-            bytes(result.stderr or b""),
+            result.exit_status, _bytes(result.stdout), _bytes(result.stderr)
         )
         if check and done.exit_status != 0:
             raise self._error(command, done)

@@ -87,7 +87,7 @@ CREATE TABLE IF NOT EXISTS tests (
 
 _converter = cattrs.Converter()
 _converter.register_structure_hook(
-    TestSource,  # type: ignore[arg-type]
+    TestSource,
     lambda d, _: _converter.structure(d, S3Source if d["type"] == "s3" else GitSource),
 )
 

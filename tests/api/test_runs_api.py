@@ -99,7 +99,9 @@ async def test_created_run_answers_201_and_can_be_read(
     assert (await read.json())["id"] == created["id"]
 
 
-async def test_unknown_run_is_404(client: TestClient[Any, Any], auth: dict[str, str]) -> None:
+async def test_unknown_run_is_404(
+    client: TestClient[Any, Any], auth: dict[str, str]
+) -> None:
     """Reading a run that does not exist answers 404 in JSON."""
     for path in ("/api/runs/run_nope", "/api/runs/run_nope/tests"):
         response = await client.get(path, headers=auth)

@@ -46,7 +46,13 @@ def _reference_run(tmp: Path) -> dict[str, Any]:
         cwd=suite, env=env, check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     subprocess.run(
-        ["node", str(HARNESS_DIR / "browsers.cjs"), str(suite), str(tmp / "b"), CHROMIUM],
+        [
+            "node",
+            str(HARNESS_DIR / "browsers.cjs"),
+            str(suite),
+            str(tmp / "b"),
+            CHROMIUM,
+        ],
         check=True,
         timeout=60,
     )
@@ -61,8 +67,9 @@ def _reference_run(tmp: Path) -> dict[str, Any]:
         "TRACELOOM_EVENTS": str(events),
         "TRACELOOM_SUITE_DIR": str(suite),
     }
+    reporters = f"--reporter=json,{HARNESS_DIR / 'reporter.cjs'}"
     subprocess.run(
-        ["npx", "playwright", "test", f"--reporter=json,{HARNESS_DIR / 'reporter.cjs'}"],
+        ["npx", "playwright", "test", reporters],
         cwd=suite, env=run_env, capture_output=True, timeout=600, check=False,
     )  # fmt: skip
     stats = json.loads(report.read_text())["stats"]
@@ -77,7 +84,9 @@ def _reference_run(tmp: Path) -> dict[str, Any]:
     for line in events.read_text().splitlines():
         event = json.loads(line)
         if event["type"] == "begin":
-            listed = {t["id"]: (t["file"], t["project"], t["title"]) for t in event["tests"]}
+            listed = {
+                t["id"]: (t["file"], t["project"], t["title"]) for t in event["tests"]
+            }
         elif event["type"] == "testEnd":
             outcomes[listed[event["id"]]] = names[event["outcome"]]
     return {"stats": stats, "outcomes": outcomes}
@@ -112,9 +121,9 @@ async def test_three_hosts_report_what_a_single_playwright_run_reports(
         headers=auth,
     )
     run = await wait_for_run((await created.json())["id"])
-    tests = (await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json())[
-        "tests"
-    ]
+    tests = (
+        await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json()
+    )["tests"]
 
     assert created.status == 201
     assert run["status"] == "failed", run["reason"]
@@ -157,9 +166,9 @@ async def test_failed_test_keeps_its_trace_and_screenshot(
         headers=auth,
     )
     run = await wait_for_run((await created.json())["id"])
-    tests = (await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json())[
-        "tests"
-    ]
+    tests = (
+        await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json()
+    )["tests"]
     failed = [t for t in tests if t["status"] == "failed"]
     trace = await client.get(URL(failed[0]["traceUrl"]).path, headers=auth)
     shot_path = URL(failed[0]["screenshotUrls"][0]).path

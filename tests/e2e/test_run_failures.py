@@ -36,7 +36,10 @@ async def _run(
 
 
 async def test_shard_past_its_timeout_is_stopped_and_run_timed_out(
-    client: TestClient[Any, Any], auth: dict[str, str], wait_for_run: WaitForRun, tmp_path: Path
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
 ) -> None:
     """A hung test is killed at the timeout; unfinished tests are didNotRun."""
     repo = make_repo(
@@ -98,7 +101,10 @@ async def test_bad_source_ends_errored_with_reason(
 
 
 async def test_commit_sha_runs_that_commit(
-    client: TestClient[Any, Any], auth: dict[str, str], wait_for_run: WaitForRun, tmp_path: Path
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
 ) -> None:
     """With commitSha the run tests that commit, not the branch head."""
     repo = make_repo(tmp_path / "repo", tiny_suite({"tests/a.spec.ts": QUICK}))
@@ -117,19 +123,24 @@ async def test_commit_sha_runs_that_commit(
 
 
 async def test_suffix_named_files_each_run_once(
-    client: TestClient[Any, Any], auth: dict[str, str], wait_for_run: WaitForRun, tmp_path: Path
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
 ) -> None:
     """a.spec.ts and xa.spec.ts, odd characters too: every test exactly once."""
     names = ["a.spec.ts", "xa.spec.ts", "(paren) [b] c.spec.ts", "dé ñ.spec.ts"]
     repo = make_repo(
         tmp_path / "repo",
-        tiny_suite({f"tests/{n}": spec((f"in {n}", "expect(1).toBe(1);")) for n in names}),
+        tiny_suite(
+            {f"tests/{n}": spec((f"in {n}", "expect(1).toBe(1);")) for n in names}
+        ),
     )
 
     run = await _run(client, auth, wait_for_run, run_body(repo, serverCount=2))
-    tests = (await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json())[
-        "tests"
-    ]
+    tests = (
+        await (await client.get(f"/api/runs/{run['id']}/tests", headers=auth)).json()
+    )["tests"]
 
     assert run["status"] == "passed"
     assert sorted(t["file"] for t in tests) == sorted(f"tests/{n}" for n in names)
