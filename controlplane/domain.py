@@ -141,6 +141,7 @@ class Run:
     reason: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    first_test_at: float | None = None
     resolved_sha: str | None = None
     counts: Counts = attrs.Factory(Counts)
     spec_files: list[str] = attrs.Factory(list)

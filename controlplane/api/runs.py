@@ -82,6 +82,7 @@ def run_json(request: web.Request, run: Run, shards: list[Shard]) -> dict[str, A
         "createdAt": _iso(run.created_at),
         "startedAt": _iso(run.started_at),
         "finishedAt": _iso(run.finished_at),
+        "firstTestAt": _iso(run.first_test_at),
         "durationS": duration,
         "specFiles": len(run.spec_files),
         "counts": run.counts.to_json(),

@@ -287,6 +287,8 @@ class RunEngine:
         stored: set[str] = set()
 
         async def progress(results: ShardResults) -> None:
+            if results.first_test_at_ms is not None and not stored:
+                await self.db.note_first_test(run.id, results.first_test_at_ms / 1000)
             finished = [
                 r for r in results.results() if r.status != TestStatus.DID_NOT_RUN
             ]

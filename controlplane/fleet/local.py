@@ -21,6 +21,7 @@ import attrs
 
 from controlplane.errors import HostError
 from controlplane.fleet.base import Host
+from controlplane.fleet.procs import kill_marked
 from controlplane.logs import get_logger
 
 log = get_logger(__name__)
@@ -179,6 +180,8 @@ class LocalProvider:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        # A host that died (or was killed) cannot clean up after itself.
+        await asyncio.to_thread(kill_marked, f"TRACELOOM_HOST={local.host.name}")
         shutil.rmtree(local.folder, ignore_errors=True)
         log.info("host.stopped", host=local.host.name)
 

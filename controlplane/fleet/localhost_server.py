@@ -26,6 +26,8 @@ from pathlib import Path
 
 import asyncssh
 
+from controlplane.fleet.procs import kill_marked
+
 _OUTPUT_GRACE_S = 2.0
 _CHUNK = 65536
 
@@ -127,23 +129,7 @@ class LocalHost:
 
     def stop_everything(self) -> None:
         """Kill every process that carries this host's mark."""
-        marker = f"TRACELOOM_HOST={self.name}".encode()
-        me = os.getpid()
-        for _ in range(10):
-            found = False
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit() or int(entry.name) == me:
-                    continue
-                try:
-                    environ = (entry / "environ").read_bytes()
-                except OSError:
-                    continue
-                if marker in environ.split(b"\0"):
-                    found = True
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(int(entry.name), signal.SIGKILL)
-            if not found:
-                return
+        kill_marked(f"TRACELOOM_HOST={self.name}")
 
 
 async def serve(host_dir: Path, name: str, netns: str) -> None:

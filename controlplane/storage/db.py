@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL,
+    first_test_at REAL,
     resolved_sha TEXT,
     counts TEXT NOT NULL,
     spec_files TEXT NOT NULL
@@ -188,6 +189,14 @@ class Database:
             [*encoded.values(), run_id, *finished],
         )
 
+    async def note_first_test(self, run_id: str, at: float) -> None:
+        """Keep the earliest moment any test of the run started."""
+        await self._conn.execute(
+            "UPDATE runs SET first_test_at = MIN(COALESCE(first_test_at, ?), ?)"
+            " WHERE id = ?",
+            (at, at, run_id),
+        )
+
     # -- shards -----------------------------------------------------------
 
     async def insert_shards(self, shards: list[Shard]) -> None:
@@ -281,6 +290,7 @@ def _run_from_row(row: aiosqlite.Row) -> Run:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        first_test_at=row["first_test_at"],
         resolved_sha=row["resolved_sha"],
         counts=Counts.from_json(json.loads(row["counts"])),
         spec_files=json.loads(row["spec_files"]),

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from controlplane.api.app import make_app
+from controlplane.api.appkeys import DB
+from controlplane.domain import GitSource, Run, RunRequest, RunStatus
+from controlplane.settings import Settings
+from controlplane.storage.db import Database
+from controlplane.storage.keys import create_key
 from tests.conftest import (
     WaitForRun,
     git,
@@ -147,3 +157,92 @@ async def test_suffix_named_files_each_run_once(
     assert sorted(f for s in run["shards"] for f in s["files"]) == sorted(
         f"tests/{n}" for n in names
     )
+
+
+def _kill_host_server(name: str) -> int:
+    """SIGKILL the local host server named ``name``, as a machine would die."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"controlplane.fleet.localhost_server" in argv and name.encode() in argv:
+            os.kill(int(entry.name), signal.SIGKILL)
+            return int(entry.name)
+    raise AssertionError(f"no host server {name}")
+
+
+async def _wait_status(
+    client: TestClient[Any, Any], auth: dict[str, str], run_id: str, wanted: str
+) -> dict[str, Any]:
+    for _ in range(600):
+        run: dict[str, Any] = await (
+            await client.get(f"/api/runs/{run_id}", headers=auth)
+        ).json()
+        if run["status"] == wanted and run["firstTestAt"]:
+            return run
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run never reached {wanted} with a test started")
+
+
+async def test_lost_host_ends_the_run_errored_and_leaves_nothing(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """A host killed mid-shard: the run ends errored, naming the lost host."""
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {
+                "tests/slow.spec.ts": spec(
+                    ("waits", "await new Promise((r) => setTimeout(r, 60_000));")
+                )
+            }
+        ),
+    )
+    created = await (
+        await client.post("/api/runs", json=run_body(repo), headers=auth)
+    ).json()
+    await _wait_status(client, auth, created["id"], "running")
+
+    killed = await asyncio.to_thread(_kill_host_server, f"{created['id']}-h0")
+    run = await wait_for_run(created["id"], timeout_s=90)
+
+    assert killed
+    assert run["status"] == "errored"
+    assert "lost host" in run["reason"]
+    assert run["shards"][0]["status"] == "errored"
+    assert run["counts"]["didNotRun"] == 1
+    assert not traceloom_processes()
+
+
+async def test_runs_unfinished_at_restart_end_errored(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """After a restart, a run left 'running' ends errored with the reason."""
+    async with Database.open(settings.db_path) as db:
+        await db.insert_run(
+            Run(
+                id="run_left_behind",
+                request=RunRequest(
+                    test_source=GitSource(git_repo="/r", git_branch="main"),
+                    test_pattern="tests/*.ts",
+                ),
+                status=RunStatus.RUNNING,
+                created_at=time.time(),
+            )
+        )
+
+    async with TestClient(TestServer(make_app(settings=settings))) as restarted:
+        key = await create_key(restarted.app[DB], name="t")
+        response = await restarted.get(
+            "/api/runs/run_left_behind", headers={"Authorization": f"Bearer {key}"}
+        )
+        run = await response.json()
+
+    assert run["status"] == "errored"
+    assert "restarted" in run["reason"]

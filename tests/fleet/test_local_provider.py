@@ -1,0 +1,130 @@
+"""Loopback SSH hosts: pinned keys, separate networks, nothing left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+import attrs
+import pytest
+
+from controlplane.errors import HostError
+from controlplane.fleet.local import LocalProvider, detect_netns
+from controlplane.remote.ssh import HostConnection
+from tests.conftest import traceloom_processes
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
+    local = LocalProvider(
+        hosts_dir=tmp_path / "hosts", deps_dir=tmp_path / "deps", max_hosts=3
+    )
+    yield local
+    await local.close()
+
+
+async def test_host_runs_commands_in_its_own_folder(provider: LocalProvider) -> None:
+    """A started host answers over SSH with the key it was made with."""
+    [host] = await provider.acquire("run_a", 1)
+    conn = await HostConnection.open(host)
+
+    done = await conn.run("pwd; echo $HOME")
+    await conn.close()
+
+    assert done.exit_status == 0
+    assert done.stdout.decode().split() == [host.work_root, host.work_root]
+
+
+async def test_wrong_host_key_is_refused(provider: LocalProvider) -> None:
+    """The client accepts only the host key it knew before connecting."""
+    [host] = await provider.acquire("run_a", 1)
+    impostor = asyncssh.generate_private_key("ssh-ed25519").convert_to_public()
+
+    with pytest.raises(HostError, match="cannot reach"):
+        await HostConnection.open(attrs.evolve(host, host_key=impostor))
+
+
+async def test_wrong_client_key_is_refused(provider: LocalProvider) -> None:
+    """The host accepts only the run's client key."""
+    [host] = await provider.acquire("run_a", 1)
+    stranger = asyncssh.generate_private_key("ssh-ed25519")
+
+    with pytest.raises(HostError, match="cannot reach"):
+        await HostConnection.open(attrs.evolve(host, client_key=stranger))
+
+
+async def test_failing_command_carries_host_status_and_output(
+    provider: LocalProvider,
+) -> None:
+    """A remote error names the host, the command, its status and output."""
+    [host] = await provider.acquire("run_a", 1)
+    conn = await HostConnection.open(host)
+
+    with pytest.raises(HostError) as caught:
+        await conn.run("echo boom >&2; exit 7")
+    await conn.close()
+
+    error = caught.value
+    assert getattr(error, "exit_status", None) == 7
+    assert getattr(error, "host", None) == host.name
+    assert "boom" in str(error)
+
+
+@pytest.mark.skipif(detect_netns() == "off", reason="network namespaces not allowed")
+async def test_hosts_can_bind_the_same_port(provider: LocalProvider) -> None:
+    """Two hosts' commands listen on one fixed port at once (own netns each)."""
+    hosts = await provider.acquire("run_a", 2)
+    conns = [await HostConnection.open(h) for h in hosts]
+    listen = (
+        "python3 -c 'import socket,time; s=socket.socket();"
+        ' s.bind(("127.0.0.1", 4173)); s.listen(); print("bound", flush=True);'
+        " time.sleep(2)'"
+    )
+
+    results = await asyncio.gather(*(c.run(listen) for c in conns))
+    for conn in conns:
+        await conn.close()
+
+    assert [r.stdout.strip() for r in results] == [b"bound", b"bound"]
+
+
+async def test_release_stops_hosts_and_their_processes(
+    provider: LocalProvider,
+) -> None:
+    """After release no host process and nothing a host started is alive."""
+    hosts = await provider.acquire("run_a", 2)
+    for host in hosts:
+        conn = await HostConnection.open(host)
+        # A detached sleeper, as a harness would leave behind.
+        await conn.run("setsid sleep 300 </dev/null >/dev/null 2>&1 &")
+        await conn.close()
+
+    assert traceloom_processes()
+    await provider.release("run_a")
+
+    assert not traceloom_processes()
+    assert not any(os.path.exists(h.work_root) for h in hosts)  # noqa: ASYNC240
+    with pytest.raises(HostError):
+        await HostConnection.open(hosts[0], timeout_s=3)
+
+
+async def test_cap_refuses_more_hosts_than_allowed(provider: LocalProvider) -> None:
+    """A run asking for more hosts than the cap gets a clear error."""
+    with pytest.raises(HostError, match="cap of 3"):
+        await provider.acquire("run_big", 4)
+
+
+async def test_runs_wait_for_capacity(provider: LocalProvider) -> None:
+    """A second run waits until the first releases its hosts."""
+    await provider.acquire("run_a", 2)
+    second = asyncio.create_task(provider.acquire("run_b", 2))
+    await asyncio.sleep(0.5)
+
+    assert not second.done()
+    await provider.release("run_a")
+    hosts = await asyncio.wait_for(second, 20)
+
+    assert len(hosts) == 2
