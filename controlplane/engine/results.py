@@ -23,6 +23,7 @@ class _TestState:
     file: str
     project: str
     title: str
+    retries: int = 0
     outcome: str | None = None
     attempts: list[Attempt] = attrs.Factory(list)
     attachments: list[dict[str, str]] = attrs.Factory(list)
@@ -55,7 +56,11 @@ class ShardResults:
             self.began = True
             for t in event["tests"]:
                 self.tests[t["id"]] = _TestState(
-                    id=t["id"], file=t["file"], project=t["project"], title=t["title"]
+                    id=t["id"],
+                    file=t["file"],
+                    project=t["project"],
+                    title=t["title"],
+                    retries=int(t.get("retries", 0)),
                 )
         elif kind == "testBegin" and self.first_test_at_ms is None:
             self.first_test_at_ms = int(event["time"])
@@ -75,6 +80,15 @@ class ShardResults:
             self.errors.append(str(event.get("message", "")))
         elif kind == "end":
             self.ended = True
+
+    def settled(self) -> list[TestResult]:
+        """Results that cannot change any more: no retry is still to come."""
+        return [
+            self._result(state)
+            for state in self.tests.values()
+            if state.outcome is not None
+            and (state.outcome != "unexpected" or len(state.attempts) > state.retries)
+        ]
 
     def results(self) -> list[TestResult]:
         """One result per listed test; tests that never ended did not run."""

@@ -26,7 +26,6 @@ from controlplane.domain import (
     RunStatus,
     Shard,
     ShardStatus,
-    TestStatus,
 )
 from controlplane.engine import discovery, plan, repoconfig, source, suite
 from controlplane.engine.deps import DependencyCache
@@ -289,9 +288,7 @@ class RunEngine:
         async def progress(results: ShardResults) -> None:
             if results.first_test_at_ms is not None and not stored:
                 await self.db.note_first_test(run.id, results.first_test_at_ms / 1000)
-            finished = [
-                r for r in results.results() if r.status != TestStatus.DID_NOT_RUN
-            ]
+            finished = results.settled()
             fresh = [
                 r for r in finished if f"{r.test_id}:{len(r.attempts)}" not in stored
             ]

@@ -4,7 +4,9 @@ import { test, expect } from '@playwright/test';
 // (1000 ms by default, ?delay=ms to change it), so these tests wait for real.
 
 test('shows a loading message, then three picks', async ({ page }) => {
-  await page.goto('/recommendations');
+  // A delay well past page load, so the loading message is still there on a
+  // busy machine when the first assertion looks.
+  await page.goto('/recommendations?delay=3000');
   const status = page.getByTestId('rec-status');
   await expect(status).toHaveText('Finding books you will like…');
   await expect(page.getByTestId('recommendations')).toBeHidden();
@@ -15,11 +17,11 @@ test('shows a loading message, then three picks', async ({ page }) => {
 
 test('a longer delay keeps the list hidden until it is ready', async ({ page }) => {
   const started = Date.now();
-  await page.goto('/recommendations?delay=1500');
+  await page.goto('/recommendations?delay=2500');
   const list = page.getByTestId('recommendations');
   await expect(list).toBeHidden();
   await expect(list).toBeVisible();
-  expect(Date.now() - started).toBeGreaterThanOrEqual(1_400);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2_400);
   await expect(list.getByRole('link')).toHaveText([
     'The Silent Orchard',
     'A Field Guide to Clouds',

@@ -30,7 +30,7 @@ test('a new order shows up in the report', async ({ page, request }) => {
 });
 
 test('the button is disabled while the report is generated', async ({ page }) => {
-  await page.goto('/reports?ms=1800');
+  await page.goto('/reports?ms=3000');
   const button = page.getByRole('button', { name: 'Generate report' });
   await button.click();
   await expect(button).toBeDisabled();
@@ -38,6 +38,6 @@ test('the button is disabled while the report is generated', async ({ page }) =>
   // Still generating half a second later.
   await page.waitForTimeout(500);
   await expect(button).toBeDisabled();
-  await expect(button).toBeEnabled({ timeout: 5_000 });
+  await expect(button).toBeEnabled({ timeout: 8_000 });
   await expect(page.getByTestId('report-table')).toBeVisible();
 });
