@@ -119,6 +119,16 @@ class Counts:
         )
 
 
+@attrs.frozen
+class TestRef:
+    """One test by where it is declared, as Playwright's ``file:line`` filter."""
+
+    __test__ = False  # a record, not a pytest test class
+
+    file: str
+    line: int
+
+
 @attrs.define(kw_only=True)
 class RunRequest:
     """A validated ``POST /api/runs`` body."""
@@ -130,6 +140,9 @@ class RunRequest:
     name: str | None = None
     commit_sha: str | None = None
     trigger_source: TriggerSource = TriggerSource.API
+    # Set by a rerun: run only these tests (not part of the public body).
+    only: list[TestRef] | None = None
+    rerun_of: str | None = None
 
 
 @attrs.define(kw_only=True)
@@ -170,6 +183,8 @@ class Attempt:
 
 @attrs.define(kw_only=True)
 class TestResult:
+    __test__ = False  # a record, not a pytest test class
+
     run_id: str
     test_id: str
     file: str
@@ -177,6 +192,7 @@ class TestResult:
     title: str
     status: TestStatus
     shard_index: int
+    line: int = 0
     duration_ms: int = 0
     attempts: list[Attempt] = attrs.Factory(list)
     trace: str | None = None

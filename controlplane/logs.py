@@ -46,7 +46,12 @@ def _redact_value(value: Any) -> Any:
         return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_redact_value(v) for v in value)
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Any other object is rendered by repr(): redact that text if needed.
+    text = repr(value)
+    redacted = redact_text(text)
+    return value if redacted == text else redacted
 
 
 def redact_processor(

@@ -194,24 +194,52 @@ def parse_run_body(data: Any, *, max_server_count: int) -> RunRequest:
         problems["testSource.type"] = "must be 'git' or 's3'"
     elif source is not None and not isinstance(source, dict):
         problems["testSource"] = "must be an object"
-    if problems:
-        raise InvalidRequest(problems)
+    body: RunBody | None = None
     try:
         # Types first, with validators off so that the ranges below are
         # checked all together rather than stopping at the first.
         with attrs.validators.disabled():
             body = converter.structure(data, RunBody)
     except Exception as exc:  # cattrs groups every flaw; unpacked below
-        _field_errors(exc, "", problems)
-        raise InvalidRequest(problems) from None
-    _validator_errors(body, "", problems)
-    if problems:
-        raise InvalidRequest(problems)
-    if body.server_count > max_server_count:
-        raise InvalidRequest(
-            {"serverCount": f"must be at most {max_server_count} on this control plane"}
+        found: dict[str, str] = {}
+        _field_errors(exc, "", found)
+        flagged = {key.split(".")[0] for key in problems}
+        for key, reason in found.items():
+            if key.split(".")[0] not in flagged:
+                problems[key] = reason
+        # No instance to validate: range-check the raw fields of right type.
+        _raw_validator_errors(RunBody, data, "", problems)
+    else:
+        _validator_errors(body, "", problems)
+    count = data.get("serverCount", 1)
+    if "serverCount" not in problems and count > max_server_count:
+        problems["serverCount"] = (
+            f"must be at most {max_server_count} on this control plane"
         )
+    if problems or body is None:
+        raise InvalidRequest(problems)
     return _to_domain(body)
+
+
+def _raw_validator_errors(
+    cls: type, data: dict[str, Any], path: str, into: dict[str, str]
+) -> None:
+    """Run the validators of ``cls`` on raw ``data`` fields not yet flagged."""
+    for field in attrs.fields(cls):
+        key = _camel(field.name)
+        name = f"{path}.{key}" if path else key
+        if key not in data or name in into:
+            continue
+        value = data[key]
+        if field.name == "test_source":
+            if f"{name}.type" not in into:
+                nested = GitSourceBody if value["type"] == "git" else S3SourceBody
+                _raw_validator_errors(nested, value, name, into)
+        elif field.validator is not None:
+            try:
+                field.validator(None, field, value)
+            except ValueError as exc:
+                into[name] = str(exc)
 
 
 def _to_domain(body: RunBody) -> RunRequest:

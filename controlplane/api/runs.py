@@ -106,6 +106,7 @@ def test_json(request: web.Request, result: TestResult) -> dict[str, Any]:
     return {
         "id": result.test_id,
         "file": result.file,
+        "line": result.line,
         "project": result.project,
         "title": result.title,
         "status": result.status.value,

@@ -23,7 +23,10 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         raise InvalidRequest(
             {"testPattern": "must be a relative glob, e.g. tests/**/*.spec.ts"}
         )
-    return re.compile(_translate(pattern) + r"\Z", re.DOTALL)
+    try:
+        return re.compile(_translate(pattern) + r"\Z", re.DOTALL)
+    except re.error as exc:
+        raise InvalidRequest({"testPattern": f"invalid glob: {exc.msg}"}) from None
 
 
 def _translate(pattern: str) -> str:
@@ -55,7 +58,7 @@ def _translate(pattern: str) -> str:
             end = pattern.find("]", start)
             if end <= start:
                 raise InvalidRequest({"testPattern": "unclosed or empty '[' in glob"})
-            body = pattern[start:end].replace("\\", "\\\\")
+            body = "".join("\\" + c if c in "\\[&~|" else c for c in pattern[start:end])
             out.append("[" + ("^/" if negate else "") + body + "]")
             i = end + 1
             continue

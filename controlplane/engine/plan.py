@@ -24,10 +24,13 @@ def split(files: list[str], hosts: int, cost: Mapping[str, float]) -> list[list[
         return []
     order = {f: i for i, f in enumerate(files)}
     heaviest_first = sorted(files, key=lambda f: (-cost.get(f, 1.0), order[f]))
-    loads = [(0.0, i) for i in range(count)]
+    # Ties on load go to the host holding fewer files, so that files of
+    # cost 0 (empty files) still give every host one file.
+    loads = [(0.0, 0, i) for i in range(count)]
     groups: list[list[str]] = [[] for _ in range(count)]
     for name in heaviest_first:
-        load, index = heapq.heappop(loads)
+        load, held, index = heapq.heappop(loads)
         groups[index].append(name)
-        heapq.heappush(loads, (load + cost.get(name, 1.0), index))
+        weight = max(cost.get(name, 1.0), 0.0)
+        heapq.heappush(loads, (load + weight, held + 1, index))
     return [sorted(g, key=order.__getitem__) for g in groups]

@@ -22,6 +22,20 @@ _RESERVED = ("TRACELOOM_", "PLAYWRIGHT_BROWSERS_PATH")
 _KNOWN_KEYS = frozenset({"env"})
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps numbers and dates as the text written."""
+
+
+def _as_written(loader: _Loader, node: yaml.Node) -> str:
+    """Keep a number or date as written: 1.10 is not 1.1, 010 is not 8."""
+    assert isinstance(node, yaml.ScalarNode)
+    return loader.construct_scalar(node)
+
+
+for _tag in ("int", "float", "timestamp"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _as_written)
+
+
 @attrs.frozen
 class RepoConfig:
     env: dict[str, str] = attrs.Factory(dict)
@@ -32,7 +46,8 @@ def load(root: Path) -> RepoConfig:
     if not path.is_file():
         return RepoConfig()
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data: Any = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
         raise SourceError(f"{FILE_NAME} line {line}: {exc.problem}") from None
@@ -45,7 +60,8 @@ def load(root: Path) -> RepoConfig:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
         raise SourceError(f"{FILE_NAME}: unknown key {unknown[0]!r}")
-    return RepoConfig(env=_env(data.get("env") or {}))
+    raw_env = data.get("env")
+    return RepoConfig(env=_env({} if raw_env is None else raw_env))
 
 
 def _env(raw: Any) -> dict[str, str]:

@@ -23,6 +23,7 @@ class _TestState:
     file: str
     project: str
     title: str
+    line: int = 0
     retries: int = 0
     outcome: str | None = None
     attempts: list[Attempt] = attrs.Factory(list)
@@ -60,6 +61,7 @@ class ShardResults:
                     file=t["file"],
                     project=t["project"],
                     title=t["title"],
+                    line=int(t.get("line", 0)),
                     retries=int(t.get("retries", 0)),
                 )
         elif kind == "testBegin" and self.first_test_at_ms is None:
@@ -112,6 +114,7 @@ class ShardResults:
             run_id=self.run_id,
             test_id=state.id,
             file=state.file,
+            line=state.line,
             project=state.project,
             title=state.title,
             status=status,

@@ -26,6 +26,7 @@ from controlplane.domain import (
     RunStatus,
     Shard,
     ShardStatus,
+    TestRef,
 )
 from controlplane.engine import discovery, plan, repoconfig, source, suite
 from controlplane.engine.deps import DependencyCache
@@ -47,6 +48,13 @@ class _Prepared:
     groups: list[list[str]]
     payload: Payload
     env: dict[str, str]
+    # For a rerun: the lines of the tests to run again, by file.
+    lines: dict[str, list[int]] | None = None
+
+    def selectors(self, files: list[str]) -> list[str]:
+        if self.lines is None:
+            return list(files)
+        return [f"{f}\t{line}" for f in files for line in self.lines[f]]
 
 
 def _tar_folder(folder: Path, archive: Path, *, skip: frozenset[str]) -> None:
@@ -95,6 +103,7 @@ class RunEngine:
             settings.deps_dir, install_timeout_s=settings.install_timeout_s
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -102,6 +111,19 @@ class RunEngine:
         task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
         self._tasks[run_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
+
+    async def cancel(self, run_id: str) -> bool:
+        """Stop a run in flight; it ends ``cancelled`` once its hosts are free.
+
+        Returns False when no run of that id is in flight in this process.
+        """
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._cancelled.add(run_id)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
 
     async def recover(self) -> None:
         """End runs left unfinished by a previous process of the control plane."""
@@ -139,17 +161,19 @@ class RunEngine:
         try:
             status, reason = await self._drive(run, workdir)
         except asyncio.CancelledError:
-            status, reason = (
-                RunStatus.ERRORED,
-                "the control plane stopped during the run",
-            )
-            raise
+            if run_id in self._cancelled:
+                status, reason = RunStatus.CANCELLED, "cancelled on request"
+            else:
+                status = RunStatus.ERRORED
+                reason = "the control plane stopped during the run"
+                raise
         except RunFailure as exc:
             status, reason = RunStatus.ERRORED, str(exc)
         except Exception as exc:
             log.exception("run.crashed")
             status, reason = RunStatus.ERRORED, f"internal error: {type(exc).__name__}"
         finally:
+            self._cancelled.discard(run_id)
             await asyncio.shield(self._cleanup(run_id, workdir, status, reason))
 
     async def _cleanup(
@@ -221,6 +245,10 @@ class RunEngine:
         files = await asyncio.to_thread(
             discovery.discover, checkout, request.test_pattern
         )
+        lines = None
+        if request.only is not None:
+            lines = _lines_by_file(request.only, files)
+            files = sorted(lines, key=lambda f: f.encode())
         if not files:
             raise SourceError(
                 f"testPattern {request.test_pattern!r} matched no file"
@@ -251,6 +279,7 @@ class RunEngine:
             files=files,
             groups=groups,
             env=config.env,
+            lines=lines,
             payload=Payload(
                 harness_key=harness_key,
                 harness_archive=harness_archive,
@@ -277,6 +306,7 @@ class RunEngine:
             files=shard.files,
             timeout_s=run.request.timeout,
             env=prepared.env,
+            selectors=prepared.selectors(shard.files),
         )
         results = ShardResults(
             run_id=run.id,
@@ -313,6 +343,10 @@ class RunEngine:
                 counts=results.counts(),
             )
             return None
+        except asyncio.CancelledError:
+            # What the shard reported stays; the rest of its tests did not run.
+            await asyncio.shield(self._store_partial(run.id, shard.index, results))
+            raise
         await self.db.upsert_tests(outcome.results.results())
         await self.db.update_shard(
             run.id,
@@ -331,11 +365,36 @@ class RunEngine:
         )
         return outcome
 
+    async def _store_partial(
+        self, run_id: str, index: int, results: ShardResults
+    ) -> None:
+        await self.db.upsert_tests(results.results())
+        await self.db.update_shard(
+            run_id,
+            index,
+            status=ShardStatus.CANCELLED,
+            reason="the run was stopped",
+            finished_at=time.time(),
+            counts=results.counts(),
+        )
+
     async def _counts(self, run_id: str) -> Counts:
         counts = Counts()
         for result in await self.db.tests(run_id):
             counts.add(result.status)
         return counts
+
+
+def _lines_by_file(only: list[TestRef], discovered: list[str]) -> dict[str, list[int]]:
+    """The tests to rerun that still exist, grouped by file."""
+    present = set(discovered)
+    lines: dict[str, list[int]] = {}
+    for ref in only:
+        if ref.file in present:
+            lines.setdefault(ref.file, [])
+            if ref.line not in lines[ref.file]:
+                lines[ref.file].append(ref.line)
+    return {f: sorted(ls) for f, ls in lines.items()}
 
 
 def _verdict(shards: list[Shard], counts: Counts) -> tuple[RunStatus, str | None]:

@@ -28,20 +28,22 @@ class TraceLoomReporter {
     this.eventsPath = process.env.TRACELOOM_EVENTS;
     this.suiteDir = process.env.TRACELOOM_SUITE_DIR || process.cwd();
     this.attachmentsPath = process.env.TRACELOOM_ATTACHMENTS;
+    this.shardDir = process.env.TRACELOOM_SHARD_DIR || this.suiteDir;
   }
 
   emit(event) {
     fs.appendFileSync(this.eventsPath, JSON.stringify(event) + '\n');
   }
 
-  relative(file) {
-    return path.relative(this.suiteDir, file).split(path.sep).join('/');
+  relative(file, base = this.suiteDir) {
+    return path.relative(base, file).split(path.sep).join('/');
   }
 
   describe(test) {
     return {
       id: test.id,
       file: this.relative(test.location.file),
+      line: test.location.line,
       project: projectOf(test),
       title: titleOf(test),
       expectedStatus: test.expectedStatus,
@@ -71,7 +73,7 @@ class TraceLoomReporter {
     const attachments = [];
     for (const a of result.attachments) {
       if (!a.path) continue;
-      const rel = this.relative(a.path);
+      const rel = this.relative(a.path, this.shardDir);
       attachments.push({ name: a.name, contentType: a.contentType, path: rel });
       if (this.attachmentsPath && !rel.startsWith('..')) {
         fs.appendFileSync(this.attachmentsPath, rel + '\0');

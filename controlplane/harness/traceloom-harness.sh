@@ -4,12 +4,16 @@
 #   traceloom-harness.sh start SHARD_DIR TIMEOUT_S   start the shard, detached
 #   traceloom-harness.sh poll SHARD_DIR OFFSET       state line, then new events
 #   traceloom-harness.sh stop SHARD_DIR              stop the shard's processes
-#   traceloom-harness.sh pack SHARD_DIR              tar of the attachments
+#   traceloom-harness.sh pack SHARD_DIR              tar of attachments and blob
 #   traceloom-harness.sh deps-has DEPS_DIR           exit 0 when deps are there
 #   traceloom-harness.sh deps-put DEPS_DIR           unpack a deps tar from stdin
+#   traceloom-harness.sh suite-put SUITE DEPS PKG    unpack the repository from
+#                                                    stdin, link PKG's node_modules
 #
-# SHARD_DIR holds suite/ (the repository), workdir (the Playwright config's
-# folder inside it), args (one spec file per line, relative to suite/),
+# SHARD_DIR holds suite_path (where the repository is on this host), index
+# (the shard's number), workdir (the Playwright config's folder inside the
+# repository), args (one spec file per line, relative to the repository,
+# optionally followed by a tab and the line of one test),
 # env.sh (variables for the tests) and token (marks every process the
 # shard starts). Every process of a shard carries TRACELOOM_SHARD=<token> in
 # its environment, so the whole tree can be found and stopped even when
@@ -60,7 +64,8 @@ kill_shard() {
 cmd_start() {
     dir=$1
     timeout_s=$2
-    [ -d "$dir/suite" ] || die "no suite in $dir"
+    suite=$(cat "$dir/suite_path" 2>/dev/null || echo "$dir/suite")
+    [ -d "$suite" ] || die "no suite at $suite"
     [ -f "$dir/token" ] || die "no token in $dir"
     : >"$dir/events.jsonl"
     : >"$dir/attachments.list"
@@ -73,14 +78,31 @@ cmd_start() {
     echo started
 }
 
+# The folder holding node_modules/.bin/playwright, from $1 upwards.
+find_playwright() {
+    here=$1
+    while :; do
+        [ -x "$here/node_modules/.bin/playwright" ] && {
+            echo "$here/node_modules/.bin/playwright"
+            return 0
+        }
+        [ "$here" = / ] && return 1
+        here=$(dirname "$here")
+    done
+}
+
 cmd_run() {
     dir=$1
     timeout_s=$2
     token=$(cat "$dir/token")
-    suite="$dir/suite"
+    suite=$(cat "$dir/suite_path" 2>/dev/null || echo "$dir/suite")
     export TRACELOOM_SHARD="$token"
     export TRACELOOM_EVENTS="$dir/events.jsonl"
     export TRACELOOM_ATTACHMENTS="$dir/attachments.list"
+    TRACELOOM_SHARD_DIR=$(cd "$dir" && pwd -P)
+    export TRACELOOM_SHARD_DIR
+    export PLAYWRIGHT_BLOB_OUTPUT_DIR="$dir/blob"
+    export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$(cat "$dir/index" 2>/dev/null || echo 0).zip"
     export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never
     # shellcheck disable=SC1091
     [ -f "$dir/env.sh" ] && . "$dir/env.sh"
@@ -104,15 +126,25 @@ cmd_run() {
     fi
     # Playwright reads each file argument as a regular expression searched
     # in the absolute path, so a.spec.ts would also pick xa.spec.ts. Each
-    # file becomes /^<escaped absolute path>$/ and matches itself only.
+    # file becomes /^<escaped absolute path>$/ and matches itself only; a
+    # line after a tab narrows it to the test declared on that line.
+    tab=$(printf '\t')
     set --
-    while IFS= read -r file; do
+    while IFS= read -r entry; do
+        file=${entry%%"$tab"*}
+        line=
+        [ "$file" != "$entry" ] && line=":${entry#*"$tab"}"
         escaped=$(printf '%s\n' "$real_suite/$file" | sed 's/[][\\.^$*+?(){}|/]/\\&/g')
-        set -- "$@" "/^$escaped\$/"
+        set -- "$@" "/^$escaped\$/$line"
     done <"$dir/args"
-    ./node_modules/.bin/playwright test --reporter="$HARNESS_DIR/reporter.cjs" "$@" \
-        </dev/null >>"$dir/playwright.log" 2>&1
-    code=$?
+    code=127
+    if playwright=$(find_playwright "$(pwd)"); then
+        "$playwright" test --reporter="$HARNESS_DIR/reporter.cjs,blob" \
+            --output="$dir/test-results" "$@" </dev/null >>"$dir/playwright.log" 2>&1
+        code=$?
+    else
+        echo "no node_modules/.bin/playwright at or above $(pwd)" >>"$dir/playwright.log"
+    fi
 
     kill "$watchdog" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
@@ -144,9 +176,29 @@ cmd_stop() {
 
 cmd_pack() {
     dir=$1
-    cd "$dir/suite" || exit 2
-    tar -c --null --ignore-failed-read -T "$dir/attachments.list" 2>/dev/null
+    cd "$dir" || exit 2
+    [ -d blob ] && find blob -type f -print0 >>attachments.list
+    tar -c --null --ignore-failed-read -T attachments.list 2>/dev/null
     return 0
+}
+
+cmd_suite_put() {
+    suite=$1
+    deps=$2
+    package=$3
+    [ -f "$suite.complete" ] && cat >/dev/null && exit 0
+    parent=$(dirname "$suite")
+    mkdir -p "$parent"
+    tmp=$(mktemp -d "$parent/.incoming.XXXXXX")
+    tar -x -C "$tmp" || { rm -rf "$tmp"; die "could not unpack the suite"; }
+    ln -sfn "$deps/node_modules" "$tmp/${package:-.}/node_modules"
+    # Two shards of a run on one host may both send it; the first one wins.
+    if mv -T "$tmp" "$suite" 2>/dev/null; then
+        touch "$suite.complete"
+    else
+        rm -rf "$tmp"
+    fi
+    [ -d "$suite" ] || die "suite not in place at $suite"
 }
 
 cmd_deps_has() {
@@ -177,5 +229,6 @@ stop) cmd_stop "$@" ;;
 pack) cmd_pack "$@" ;;
 deps-has) cmd_deps_has "$@" ;;
 deps-put) cmd_deps_put "$@" ;;
+suite-put) cmd_suite_put "$@" ;;
 *) die "unknown command $command" ;;
 esac

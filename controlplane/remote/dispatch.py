@@ -58,6 +58,8 @@ class ShardJob:
     files: list[str]
     timeout_s: int
     env: dict[str, str]
+    # What Playwright is given: a file, or a file, a tab and a test's line.
+    selectors: list[str]
 
 
 @attrs.define(kw_only=True)
@@ -160,18 +162,23 @@ class Dispatcher:
             await conn.send_file(
                 quote("sh", harness, "deps-put", deps_dir), payload.deps.archive
             )
-        suite = f"{shard_dir}/suite"
-        await conn.send_file(
-            f"rm -rf {shlex.quote(shard_dir)} && mkdir -p {shlex.quote(suite)}"
-            f" && tar -x -C {shlex.quote(suite)}",
-            payload.suite_archive,
+        # One copy of the repository per host and run, at the same path on
+        # every remote host; shards keep their outputs in their own folders.
+        suite = f"{host.work_root}/runs/{job.run_id}/suite"
+        has_suite = await conn.run(
+            quote("test", "-f", f"{suite}.complete"), check=False
         )
-        package = f"{suite}/{payload.package_dir}".rstrip("/")
-        await conn.run(
-            quote("ln", "-sfn", f"{deps_dir}/node_modules", f"{package}/node_modules")
-        )
+        if has_suite.exit_status != 0:
+            await conn.send_file(
+                quote("sh", harness, "suite-put", suite, deps_dir, payload.package_dir),
+                payload.suite_archive,
+            )
+        await conn.run(quote("rm", "-rf", shard_dir))
+        await conn.run(quote("mkdir", "-p", shard_dir))
         files = {
-            "args": "".join(f"{f}\n" for f in job.files),
+            "args": "".join(f"{s}\n" for s in job.selectors),
+            "suite_path": suite + "\n",
+            "index": f"{job.index}\n",
             "workdir": (payload.config_dir or ".") + "\n",
             "env.sh": env_script(job.env),
             "token": secrets.token_hex(16) + "\n",

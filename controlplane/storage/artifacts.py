@@ -54,7 +54,7 @@ class LocalArtifactStore:
                 if member.isfile():
                     keys.append(str(PurePosixPath(prefix, *pure.parts)))
             tar.extractall(target, members=safe, filter="data")
-        return sorted(keys)
+        return sorted(set(keys))
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path_for(prefix), ignore_errors=True)

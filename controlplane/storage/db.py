@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS tests (
     run_id TEXT NOT NULL REFERENCES runs(id),
     test_id TEXT NOT NULL,
     file TEXT NOT NULL,
+    line INTEGER NOT NULL,
     project TEXT NOT NULL,
     title TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -227,9 +228,9 @@ class Database:
 
     async def upsert_tests(self, results: list[TestResult]) -> None:
         await self._conn.executemany(
-            "INSERT INTO tests (run_id, test_id, file, project, title, status,"
+            "INSERT INTO tests (run_id, test_id, file, line, project, title, status,"
             " shard_idx, duration_ms, attempts, trace, screenshots)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, test_id) DO UPDATE SET status = excluded.status,"
             " shard_idx = excluded.shard_idx, duration_ms = excluded.duration_ms,"
             " attempts = excluded.attempts, trace = excluded.trace,"
@@ -239,6 +240,7 @@ class Database:
                     r.run_id,
                     r.test_id,
                     r.file,
+                    r.line,
                     r.project,
                     r.title,
                     r.status.value,
@@ -316,6 +318,7 @@ def _test_from_row(row: aiosqlite.Row) -> TestResult:
         run_id=row["run_id"],
         test_id=row["test_id"],
         file=row["file"],
+        line=row["line"],
         project=row["project"],
         title=row["title"],
         status=TestStatus(row["status"]),

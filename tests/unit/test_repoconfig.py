@@ -1,0 +1,152 @@
+"""``traceloom.yml``: optional plain env for the tests, refused clearly when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.engine import repoconfig
+from controlplane.errors import SourceError
+
+
+def write_config(root: Path, text: str) -> None:
+    (root / repoconfig.FILE_NAME).write_text(text, encoding="utf-8")
+
+
+def test_missing_file_gives_empty_env(tmp_path: Path) -> None:
+    """A repository without traceloom.yml runs with no extra env."""
+    config = repoconfig.load(tmp_path)
+
+    assert config.env == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# only a comment\n", "env:\n", "env: {}\n"],
+    ids=["empty-file", "comment-only", "env-null", "env-empty-map"],
+)
+def test_empty_config_gives_empty_env(tmp_path: Path, text: str) -> None:
+    """An empty file or an empty env section means no extra env."""
+    write_config(tmp_path, text)
+
+    config = repoconfig.load(tmp_path)
+
+    assert config.env == {}
+
+
+def test_env_values_are_stringified(tmp_path: Path) -> None:
+    """Every env value becomes a string; booleans in shell-style lower case."""
+    write_config(
+        tmp_path,
+        "env:\n"
+        "  FEATURE_X: true\n"
+        "  FEATURE_Y: False\n"
+        "  RETRIES: 3\n"
+        "  RATIO: 0.5\n"
+        "  BASE_URL: https://staging.example.invalid\n"
+        "  GREETING: 'Grüße, world'\n"
+        "  QUOTED_NUMBER: '42'\n"
+        "  _PRIVATE: x\n",
+    )
+
+    config = repoconfig.load(tmp_path)
+
+    assert config.env == {
+        "FEATURE_X": "true",
+        "FEATURE_Y": "false",
+        "RETRIES": "3",
+        "RATIO": "0.5",
+        "BASE_URL": "https://staging.example.invalid",
+        "GREETING": "Grüße, world",
+        "QUOTED_NUMBER": "42",
+        "_PRIVATE": "x",
+    }
+    assert all(isinstance(v, str) for v in config.env.values())
+
+
+def test_number_like_values_keep_the_text_they_were_written_with(
+    tmp_path: Path,
+) -> None:
+    """An env value is the text in the file, not YAML's reading of it as a number."""
+    write_config(tmp_path, "env:\n  APP_VERSION: 1.10\n  MODE: 010\n  N: 1_000\n")
+
+    config = repoconfig.load(tmp_path)
+
+    assert config.env == {"APP_VERSION": "1.10", "MODE": "010", "N": "1_000"}
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param("env:\n  A: 1\n B: 2\n", 3, id="bad-indent"),
+        pytest.param("env:\n\tA: 1\n", 2, id="tab"),
+        pytest.param("env: a: b\n", 1, id="nested-colon"),
+        pytest.param("env:\n  A: 1\n  B: 2\n  C: [1, 2\n  D: 4\n", 5, id="unclosed"),
+    ],
+)
+def test_malformed_yaml_names_the_line(tmp_path: Path, text: str, line: int) -> None:
+    """A YAML syntax error ends the run with the file name and the line at fault."""
+    write_config(tmp_path, text)
+
+    with pytest.raises(SourceError) as caught:
+        repoconfig.load(tmp_path)
+
+    assert str(caught.value).startswith(f"{repoconfig.FILE_NAME} line {line}: ")
+
+
+def test_undecodable_file_is_a_source_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is refused as a SourceError, not a crash."""
+    (tmp_path / repoconfig.FILE_NAME).write_bytes(b"env:\n  A: \xff\n")
+
+    with pytest.raises(SourceError, match=repoconfig.FILE_NAME):
+        repoconfig.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("- env\n", "top level must be a mapping", id="top-list"),
+        pytest.param("just text\n", "top level must be a mapping", id="top-string"),
+        pytest.param("envs:\n  A: 1\n", "unknown key 'envs'", id="unknown-key"),
+        pytest.param("env: {}\nsecrets: {}\n", "unknown key 'secrets'", id="extra-key"),
+        pytest.param("env: [A, B]\n", "env must be a mapping", id="env-list"),
+        pytest.param("env: A=1\n", "env must be a mapping", id="env-string"),
+        pytest.param(
+            "env:\n  1ABC: x\n", "is not a valid variable", id="leading-digit"
+        ),
+        pytest.param("env:\n  A-B: x\n", "is not a valid variable", id="dash"),
+        pytest.param("env:\n  A.B: x\n", "is not a valid variable", id="dot"),
+        pytest.param("env:\n  'A B': x\n", "is not a valid variable", id="space"),
+        pytest.param("env:\n  '': x\n", "is not a valid variable", id="empty-name"),
+        pytest.param("env:\n  É: x\n", "is not a valid variable", id="non-ascii"),
+        pytest.param("env:\n  1: x\n", "is not a valid variable", id="number-name"),
+        pytest.param("env:\n  TRACELOOM_RUN: x\n", "is reserved", id="traceloom"),
+        pytest.param(
+            "env:\n  PLAYWRIGHT_BROWSERS_PATH: /x\n", "is reserved", id="browsers-path"
+        ),
+        pytest.param("env:\n  A:\n", "must be a plain value", id="null-value"),
+        pytest.param("env:\n  A: [1, 2]\n", "must be a plain value", id="list-value"),
+        pytest.param("env:\n  A: {b: 1}\n", "must be a plain value", id="map-value"),
+    ],
+)
+def test_invalid_config_is_refused_with_the_reason(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A config that parses but says something wrong is refused, saying what."""
+    write_config(tmp_path, text)
+
+    with pytest.raises(SourceError) as caught:
+        repoconfig.load(tmp_path)
+
+    assert str(caught.value).startswith(f"{repoconfig.FILE_NAME}: ")
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["[]", "false", "0", "''"])
+def test_falsy_non_mapping_env_is_refused(tmp_path: Path, value: str) -> None:
+    """env must be a mapping even when the wrong value happens to be empty."""
+    write_config(tmp_path, f"env: {value}\n")
+
+    with pytest.raises(SourceError, match="env must be a mapping"):
+        repoconfig.load(tmp_path)
