@@ -14,7 +14,9 @@ import hashlib
 import shutil
 import tarfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import structlog
@@ -86,6 +88,26 @@ def _harness_archive(target_dir: Path) -> tuple[str, Path]:
     return key, archive
 
 
+@attrs.frozen(kw_only=True)
+class FinishedRun:
+    """What a listener gets once a run's status is final.
+
+    The checkout and installed dependencies are still on disk while the
+    listeners run (None when the run ended before they were prepared).
+    """
+
+    run: Run
+    checkout: Path | None
+    node_modules: Path | None
+    config_dir: str | None
+
+
+class RunListener(Protocol):
+    async def run_finished(self, finished: FinishedRun) -> None:
+        """Act on a finished run (reports, notifications); must not raise."""
+        ...
+
+
 class RunEngine:
     def __init__(
         self,
@@ -94,6 +116,7 @@ class RunEngine:
         db: Database,
         provider: FleetProvider,
         dispatcher: Dispatcher,
+        listeners: Sequence[RunListener] = (),
     ) -> None:
         self.settings = settings
         self.db = db
@@ -103,6 +126,8 @@ class RunEngine:
             settings.deps_dir, install_timeout_s=settings.install_timeout_s
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._prepared: dict[str, _Prepared] = {}
+        self.listeners: list[RunListener] = list(listeners)
         self._cancelled: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------
@@ -179,11 +204,32 @@ class RunEngine:
     async def _cleanup(
         self, run_id: str, workdir: Path, status: RunStatus, reason: str | None
     ) -> None:
+        prepared = self._prepared.pop(run_id, None)
         try:
             await self.provider.release(run_id)
         finally:
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
             await self._finish(run_id, status, reason)
+            await self._notify(run_id, workdir, prepared)
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+    async def _notify(
+        self, run_id: str, workdir: Path, prepared: _Prepared | None
+    ) -> None:
+        """Tell every listener the run finished; a failing listener is logged."""
+        run = await self.db.get_run(run_id)
+        if run is None or not self.listeners:
+            return
+        finished = FinishedRun(
+            run=run,
+            checkout=workdir / "src" if prepared else None,
+            node_modules=prepared.payload.deps.node_modules if prepared else None,
+            config_dir=prepared.payload.config_dir if prepared else None,
+        )
+        for listener in self.listeners:
+            try:
+                await listener.run_finished(finished)
+            except Exception:
+                log.exception("run.listener_failed", listener=type(listener).__name__)
 
     async def _finish(self, run_id: str, status: RunStatus, reason: str | None) -> None:
         await self._mark_unrun(run_id)
@@ -209,6 +255,7 @@ class RunEngine:
     async def _drive(self, run: Run, workdir: Path) -> tuple[RunStatus, str | None]:
         await self.db.update_run(run.id, started_at=time.time())
         prepared = await self._prepare(run, workdir)
+        self._prepared[run.id] = prepared
         shards = [
             Shard(run_id=run.id, index=i, files=files)
             for i, files in enumerate(prepared.groups)
