@@ -44,6 +44,8 @@ class ShardStatus(enum.StrEnum):
     ERRORED = "errored"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    # The host stopped answering; its unfinished work went to other hosts.
+    LOST = "lost"
 
 
 class TestStatus(enum.StrEnum):

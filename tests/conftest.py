@@ -120,8 +120,12 @@ def wait_for_run(client: TestClient[Any, Any], auth: dict[str, str]) -> WaitForR
     return wait
 
 
-def traceloom_processes() -> list[int]:
-    """Pids of every process started by a TraceLoom host or shard."""
+def traceloom_processes(run_id: str) -> list[int]:
+    """Pids of every process started by a host of ``run_id`` (or its shards).
+
+    Only this run's hosts count: other runs on the machine are not ours.
+    """
+    marker = f"TRACELOOM_HOST={run_id}-".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -130,9 +134,7 @@ def traceloom_processes() -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(
-            v.startswith((b"TRACELOOM_HOST=", b"TRACELOOM_SHARD=")) for v in environ
-        ):
+        if any(v.startswith(marker) for v in environ):
             found.append(int(entry.name))
     return found
 

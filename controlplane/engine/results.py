@@ -42,6 +42,9 @@ class ShardResults:
     errors: list[str] = attrs.Factory(list)
     tests: dict[str, _TestState] = attrs.Factory(dict)
     first_test_at_ms: int | None = None
+    # When the harness started Playwright (the host's clock), from its state.
+    started_ms: int | None = None
+    workers: int = 1
     _partial: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -55,6 +58,7 @@ class ShardResults:
         kind = event.get("type")
         if kind == "begin":
             self.began = True
+            self.workers = max(int(event.get("workers") or 1), 1)
             for t in event["tests"]:
                 self.tests[t["id"]] = _TestState(
                     id=t["id"],
@@ -125,6 +129,29 @@ class ShardResults:
             screenshots=screenshots,
         )
 
+    @property
+    def start_cost_s(self) -> float | None:
+        """Seconds from starting Playwright to its first test, if both known."""
+        if self.started_ms is None or self.first_test_at_ms is None:
+            return None
+        return max(self.first_test_at_ms - self.started_ms, 0) / 1000
+
+    def unsettled_by_file(self) -> dict[str, list[int]] | None:
+        """Lines of listed tests that have no final result, by file.
+
+        None when Playwright never listed its tests (nothing is known).
+        """
+        if not self.began:
+            return None
+        settled = {r.test_id for r in self.settled()}
+        lines: dict[str, list[int]] = {}
+        for state in self.tests.values():
+            if state.id not in settled:
+                lines.setdefault(state.file, [])
+                if state.line not in lines[state.file]:
+                    lines[state.file].append(state.line)
+        return lines
+
     def counts(self) -> Counts:
         counts = Counts()
         for result in self.results():
@@ -137,6 +164,11 @@ def shard_verdict(
 ) -> tuple[ShardStatus, str | None]:
     """The shard's status and, when it is not a plain pass or fail, why."""
     counts = results.counts()
+    if timed_out and results.began and not counts.did_not_run:
+        return ShardStatus.TIMED_OUT, (
+            "Playwright reported every test but did not exit (hung);"
+            " stopped at the timeout"
+        )
     if timed_out:
         return ShardStatus.TIMED_OUT, "shard ran past its timeout"
     if not results.began:

@@ -10,9 +10,7 @@ in a finished status with its reason.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
-import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,69 +21,23 @@ import structlog
 
 from controlplane.domain import (
     Counts,
-    GitSource,
     Run,
     RunStatus,
     Shard,
     ShardStatus,
-    TestRef,
 )
-from controlplane.engine import discovery, plan, repoconfig, source, suite
+from controlplane.engine import history
 from controlplane.engine.deps import DependencyCache
-from controlplane.engine.results import ShardResults
-from controlplane.errors import HostError, RunFailure, SourceError
-from controlplane.fleet.base import FleetProvider, Host
-from controlplane.harness import HARNESS_DIR, HARNESS_FILES
+from controlplane.engine.execution import RunExecution
+from controlplane.engine.prepare import Prepared, prepare_run
+from controlplane.errors import RunFailure
+from controlplane.fleet.base import FleetProvider
 from controlplane.logs import get_logger
-from controlplane.remote.dispatch import Dispatcher, Payload, ShardJob, ShardOutcome
+from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
-from controlplane.storage.db import Database
+from controlplane.storage.db import Database, HistoryStore
 
 log = get_logger(__name__)
-
-
-@attrs.define
-class _Prepared:
-    files: list[str]
-    groups: list[list[str]]
-    payload: Payload
-    env: dict[str, str]
-    # For a rerun: the lines of the tests to run again, by file.
-    lines: dict[str, list[int]] | None = None
-
-    def selectors(self, files: list[str]) -> list[str]:
-        if self.lines is None:
-            return list(files)
-        return [f"{f}\t{line}" for f in files for line in self.lines[f]]
-
-
-def _tar_folder(folder: Path, archive: Path, *, skip: frozenset[str]) -> None:
-    """Tar ``folder``'s contents without any path segment named in ``skip``."""
-
-    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        parts = Path(info.name).parts
-        return None if any(p in skip for p in parts) else info
-
-    with tarfile.open(archive, "w") as tar:
-        for child in sorted(folder.iterdir()):
-            if child.name not in skip:
-                tar.add(child, arcname=child.name, filter=keep)
-
-
-def _harness_archive(target_dir: Path) -> tuple[str, Path]:
-    digest = hashlib.sha256()
-    for name in HARNESS_FILES:
-        digest.update(name.encode() + b"\0" + (HARNESS_DIR / name).read_bytes())
-    key = digest.hexdigest()[:16]
-    archive = target_dir / f"harness-{key}.tar"
-    if not archive.exists():
-        target_dir.mkdir(parents=True, exist_ok=True)
-        partial = archive.with_suffix(".partial")
-        with tarfile.open(partial, "w") as tar:
-            for name in HARNESS_FILES:
-                tar.add(HARNESS_DIR / name, arcname=name)
-        partial.rename(archive)
-    return key, archive
 
 
 @attrs.frozen(kw_only=True)
@@ -126,7 +78,8 @@ class RunEngine:
             settings.deps_dir, install_timeout_s=settings.install_timeout_s
         )
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[str, Prepared] = {}
+        self._executions: dict[str, RunExecution] = {}
         self.listeners: list[RunListener] = list(listeners)
         self._cancelled: set[str] = set()
 
@@ -205,6 +158,7 @@ class RunEngine:
         self, run_id: str, workdir: Path, status: RunStatus, reason: str | None
     ) -> None:
         prepared = self._prepared.pop(run_id, None)
+        self._executions.pop(run_id, None)
         try:
             await self.provider.release(run_id)
         finally:
@@ -213,7 +167,7 @@ class RunEngine:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _notify(
-        self, run_id: str, workdir: Path, prepared: _Prepared | None
+        self, run_id: str, workdir: Path, prepared: Prepared | None
     ) -> None:
         """Tell every listener the run finished; a failing listener is logged."""
         run = await self.db.get_run(run_id)
@@ -221,7 +175,7 @@ class RunEngine:
             return
         finished = FinishedRun(
             run=run,
-            checkout=workdir / "src" if prepared else None,
+            checkout=prepared.checkout if prepared else None,
             node_modules=prepared.payload.deps.node_modules if prepared else None,
             config_dir=prepared.payload.config_dir if prepared else None,
         )
@@ -254,175 +208,43 @@ class RunEngine:
 
     async def _drive(self, run: Run, workdir: Path) -> tuple[RunStatus, str | None]:
         await self.db.update_run(run.id, started_at=time.time())
-        prepared = await self._prepare(run, workdir)
+        prepared = await prepare_run(
+            run,
+            workdir,
+            db=self.db,
+            deps_cache=self.deps,
+            harness_dir=self.settings.data_dir / "harness",
+            clone_timeout_s=self.settings.clone_timeout_s,
+        )
         self._prepared[run.id] = prepared
-        shards = [
-            Shard(run_id=run.id, index=i, files=files)
-            for i, files in enumerate(prepared.groups)
-        ]
-        await self.db.insert_shards(shards)
-
         await self.db.update_run(run.id, status=RunStatus.PROVISIONING)
-        hosts = await self.provider.acquire(run.id, len(shards))
+        execution = RunExecution(
+            run=run,
+            prepared=prepared,
+            db=self.db,
+            provider=self.provider,
+            dispatcher=self.dispatcher,
+        )
+        self._executions[run.id] = execution
         await self.db.update_run(run.id, status=RunStatus.RUNNING)
-        await asyncio.gather(
-            *(
-                self._run_shard(run, shard, host, prepared)
-                for shard, host in zip(shards, hosts, strict=True)
-            )
+        await execution.execute()
+        await self._learn(prepared, execution)
+        return _verdict(
+            await self.db.shards(run.id), await self._counts(run.id), execution
         )
-        return _verdict(await self.db.shards(run.id), await self._counts(run.id))
 
-    async def _prepare(self, run: Run, workdir: Path) -> _Prepared:
-        request = run.request
-        if not isinstance(request.test_source, GitSource):
-            raise SourceError(
-                "S3 test sources are not supported by this control plane yet"
-            )
-        checkout = workdir / "src"
-        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        sha = await source.clone(
-            repo=request.test_source.git_repo,
-            branch=request.test_source.git_branch,
-            commit=request.commit_sha,
-            dest=checkout,
-            timeout_s=self.settings.clone_timeout_s,
+    async def _learn(self, prepared: Prepared, execution: RunExecution) -> None:
+        """Remember this run's file costs and start cost for the next plan."""
+        results = await self.db.tests(execution.run.id)
+        files = history.observed_file_costs(
+            results, workers=execution.workers, sizes=prepared.sizes
         )
-        await self.db.update_run(run.id, resolved_sha=sha)
-        files = await asyncio.to_thread(
-            discovery.discover, checkout, request.test_pattern
-        )
-        lines = None
-        if request.only is not None:
-            lines = _lines_by_file(request.only, files)
-            files = sorted(lines, key=lambda f: f.encode())
-        if not files:
-            raise SourceError(
-                f"testPattern {request.test_pattern!r} matched no file"
-                " in the repository"
-            )
-        await self.db.update_run(run.id, spec_files=files)
-        layout = await asyncio.to_thread(suite.find_layout, checkout, files)
-        if layout.package_manager != "npm":
-            raise SourceError(
-                f"{layout.lockfile}: only npm lockfiles are supported so far"
-            )
-        config = await asyncio.to_thread(repoconfig.load, checkout)
-        deps = await self.deps.ensure(checkout / layout.package_dir, layout.lockfile)
-        suite_archive = workdir / "suite.tar"
-        await asyncio.to_thread(
-            _tar_folder,
-            checkout,
-            suite_archive,
-            skip=frozenset({".git", "node_modules"}),
-        )
-        harness_key, harness_archive = await asyncio.to_thread(
-            _harness_archive, self.settings.data_dir / "harness"
-        )
-        costs = {f: float((checkout / f).stat().st_size) for f in files}
-        groups = plan.split(files, request.server_count, costs)
-        log.info("run.planned", files=len(files), shards=len(groups), sha=sha)
-        return _Prepared(
+        await HistoryStore(self.db).learn(
+            prepared.suite,
             files=files,
-            groups=groups,
-            env=config.env,
-            lines=lines,
-            payload=Payload(
-                harness_key=harness_key,
-                harness_archive=harness_archive,
-                deps=deps,
-                suite_archive=suite_archive,
-                config_dir=layout.config_dir,
-                package_dir=layout.package_dir,
-            ),
-        )
-
-    async def _run_shard(
-        self, run: Run, shard: Shard, host: Host, prepared: _Prepared
-    ) -> ShardOutcome | None:
-        await self.db.update_shard(
-            run.id,
-            shard.index,
-            status=ShardStatus.RUNNING,
-            host=host.name,
-            started_at=time.time(),
-        )
-        job = ShardJob(
-            run_id=run.id,
-            index=shard.index,
-            files=shard.files,
-            timeout_s=run.request.timeout,
-            env=prepared.env,
-            selectors=prepared.selectors(shard.files),
-        )
-        results = ShardResults(
-            run_id=run.id,
-            shard_index=shard.index,
-            artifact_prefix=f"{run.id}/shard-{shard.index}",
-        )
-        stored: set[str] = set()
-
-        async def progress(results: ShardResults) -> None:
-            if results.first_test_at_ms is not None and not stored:
-                await self.db.note_first_test(run.id, results.first_test_at_ms / 1000)
-            finished = results.settled()
-            fresh = [
-                r for r in finished if f"{r.test_id}:{len(r.attempts)}" not in stored
-            ]
-            if fresh:
-                await self.db.upsert_tests(fresh)
-                stored.update(f"{r.test_id}:{len(r.attempts)}" for r in fresh)
-                await self.db.update_run(run.id, counts=await self._counts(run.id))
-
-        try:
-            outcome = await self.dispatcher.run_shard(
-                host, prepared.payload, job, results, progress
-            )
-        except HostError as exc:
-            log.warning("shard.errored", shard=shard.index, error=str(exc))
-            await self.db.upsert_tests(results.results())
-            await self.db.update_shard(
-                run.id,
-                shard.index,
-                status=ShardStatus.ERRORED,
-                reason=str(exc),
-                finished_at=time.time(),
-                counts=results.counts(),
-            )
-            return None
-        except asyncio.CancelledError:
-            # What the shard reported stays; the rest of its tests did not run.
-            await asyncio.shield(self._store_partial(run.id, shard.index, results))
-            raise
-        await self.db.upsert_tests(outcome.results.results())
-        await self.db.update_shard(
-            run.id,
-            shard.index,
-            status=outcome.status,
-            reason=outcome.reason,
-            finished_at=outcome.finished_at,
-            counts=outcome.results.counts(),
-        )
-        await self.db.update_run(run.id, counts=await self._counts(run.id))
-        log.info(
-            "shard.finished",
-            shard=shard.index,
-            status=outcome.status.value,
-            duration_s=round(outcome.finished_at - outcome.started_at, 2),
-        )
-        return outcome
-
-    async def _store_partial(
-        self, run_id: str, index: int, results: ShardResults
-    ) -> None:
-        await self.db.upsert_tests(results.results())
-        await self.db.update_shard(
-            run_id,
-            index,
-            status=ShardStatus.CANCELLED,
-            reason="the run was stopped",
-            finished_at=time.time(),
-            counts=results.counts(),
+            tests=[(r.test_id, r.file, r.duration_ms) for r in results if r.attempts],
+            start_costs=execution.start_costs,
+            weight=history.BLEND_WEIGHT,
         )
 
     async def _counts(self, run_id: str) -> Counts:
@@ -432,28 +254,24 @@ class RunEngine:
         return counts
 
 
-def _lines_by_file(only: list[TestRef], discovered: list[str]) -> dict[str, list[int]]:
-    """The tests to rerun that still exist, grouped by file."""
-    present = set(discovered)
-    lines: dict[str, list[int]] = {}
-    for ref in only:
-        if ref.file in present:
-            lines.setdefault(ref.file, [])
-            if ref.line not in lines[ref.file]:
-                lines[ref.file].append(ref.line)
-    return {f: sorted(ls) for f, ls in lines.items()}
-
-
-def _verdict(shards: list[Shard], counts: Counts) -> tuple[RunStatus, str | None]:
-    """The run's status from its shards and its test counts."""
+def _verdict(
+    shards: list[Shard], counts: Counts, execution: RunExecution
+) -> tuple[RunStatus, str | None]:
+    """The run's status from its shards, its test counts and dropped work."""
     errored = [s for s in shards if s.status == ShardStatus.ERRORED]
     if errored:
         reasons = "; ".join(f"shard {s.index}: {s.reason}" for s in errored)
         return RunStatus.ERRORED, reasons
+    if execution.dropped:
+        lost = "; ".join(f"shard {s.index}: {s.reason}" for s in shards if s.reason)
+        return RunStatus.ERRORED, "; ".join([*execution.drop_reasons, lost])
     if any(s.status == ShardStatus.TIMED_OUT for s in shards):
-        return RunStatus.TIMED_OUT, (
-            f"a shard ran past its timeout; {counts.did_not_run} tests did not run"
+        reasons = "; ".join(
+            f"shard {s.index}: {s.reason}"
+            for s in shards
+            if s.status == ShardStatus.TIMED_OUT
         )
+        return RunStatus.TIMED_OUT, f"{reasons}; {counts.did_not_run} tests did not run"
     if counts.did_not_run:
         return RunStatus.FAILED, f"{counts.did_not_run} tests did not run"
     if counts.failed:

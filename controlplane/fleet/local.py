@@ -96,21 +96,22 @@ class LocalProvider:
                 f"serverCount {count} exceeds the local provider's cap of"
                 f" {self.max_hosts} hosts (TRACELOOM_LOCAL_MAX_HOSTS)"
             )
+        await self._prune_dead(run_id)
         async with self._capacity:
             await self._capacity.wait_for(
                 lambda: self.live_count + count <= self.max_hosts
             )
-            self._live[run_id] = []
+            first = len(self._live.setdefault(run_id, []))
         client_key = asyncssh.generate_private_key("ssh-ed25519")
         try:
-            starts = [self._start(run_id, i, client_key) for i in range(count)]
+            starts = [self._start(run_id, first + i, client_key) for i in range(count)]
             for started in await asyncio.gather(*starts, return_exceptions=True):
                 if isinstance(started, BaseException):
                     raise started
         except BaseException:
             await self.release(run_id)
             raise
-        return [p.host for p in self._live[run_id]]
+        return [p.host for p in self._live[run_id][first:]]
 
     async def _start(
         self, run_id: str, index: int, client_key: asyncssh.SSHKey
@@ -162,6 +163,15 @@ class LocalProvider:
         )
         self._live[run_id].append(_LocalHostProcess(host, process, folder))
         log.info("host.started", host=name, port=port, netns=self.netns)
+
+    async def _prune_dead(self, run_id: str) -> None:
+        """Clean up hosts of ``run_id`` that died, freeing their capacity."""
+        hosts = self._live.get(run_id, [])
+        dead = [h for h in hosts if h.process.returncode is not None]
+        if not dead:
+            return
+        self._live[run_id] = [h for h in hosts if h not in dead]
+        await asyncio.gather(*(self._stop(h) for h in dead))
 
     async def release(self, run_id: str) -> None:
         hosts = self._live.pop(run_id, [])

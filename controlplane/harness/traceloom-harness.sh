@@ -114,6 +114,7 @@ cmd_run() {
     ) &
     watchdog=$!
 
+    date +%s%3N >"$dir/started_ms"
     echo running >"$dir/state"
     workdir=$(cat "$dir/workdir" 2>/dev/null || echo .)
     real_suite=$(cd "$suite" && pwd -P)
@@ -160,7 +161,8 @@ cmd_poll() {
     code=$(cat "$dir/exit_code" 2>/dev/null || echo -)
     timed_out=no
     [ -f "$dir/timed_out" ] && timed_out=yes
-    echo "state=$state exit=$code timed_out=$timed_out"
+    started=$(cat "$dir/started_ms" 2>/dev/null || echo -)
+    echo "state=$state exit=$code timed_out=$timed_out started=$started"
     if [ -f "$dir/events.jsonl" ]; then
         tail -c "+$((offset + 1))" "$dir/events.jsonl" | head -c 4194304
     fi

@@ -209,6 +209,9 @@ class Dispatcher:
             fields = dict(
                 item.split("=", 1) for item in header.decode().split() if "=" in item
             )
+            started = fields.get("started", "-")
+            if started.isdigit():
+                results.started_ms = int(started)
             if chunk:
                 results.feed(chunk)
                 offset += len(chunk)

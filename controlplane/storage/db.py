@@ -70,6 +70,29 @@ CREATE TABLE IF NOT EXISTS shards (
     counts TEXT NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
+CREATE TABLE IF NOT EXISTS file_costs (
+    suite TEXT NOT NULL,
+    file TEXT NOT NULL,
+    cost_s REAL NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (suite, file)
+);
+CREATE TABLE IF NOT EXISTS test_costs (
+    suite TEXT NOT NULL,
+    test_id TEXT NOT NULL,
+    file TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (suite, test_id)
+);
+CREATE TABLE IF NOT EXISTS suite_costs (
+    suite TEXT PRIMARY KEY,
+    start_cost_s REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tests (
     run_id TEXT NOT NULL REFERENCES runs(id),
     test_id TEXT NOT NULL,
@@ -261,6 +284,66 @@ class Database:
             (run_id,),
         )
         return [_test_from_row(row) for row in await cursor.fetchall()]
+
+
+class HistoryStore:
+    """Costs learnt from finished runs, per suite; read by the planner."""
+
+    def __init__(self, db: Database) -> None:
+        self._conn = db._conn
+
+    async def file_costs(self, suite: str) -> dict[str, tuple[float, int]]:
+        """``{file: (cost_s, size_bytes)}`` for every file seen in ``suite``."""
+        cursor = await self._conn.execute(
+            "SELECT file, cost_s, size_bytes FROM file_costs WHERE suite = ?", (suite,)
+        )
+        return {
+            r["file"]: (r["cost_s"], r["size_bytes"]) for r in await cursor.fetchall()
+        }
+
+    async def start_cost(self, suite: str) -> float | None:
+        cursor = await self._conn.execute(
+            "SELECT start_cost_s FROM suite_costs WHERE suite = ?", (suite,)
+        )
+        row = await cursor.fetchone()
+        return None if row is None else float(row["start_cost_s"])
+
+    async def learn(
+        self,
+        suite: str,
+        *,
+        files: dict[str, tuple[float, int]],
+        tests: list[tuple[str, str, int]],
+        start_costs: list[float],
+        weight: float,
+    ) -> None:
+        """Blend new observations into the stored ones (weight of the new)."""
+        now = time.time()
+        await self._conn.executemany(
+            "INSERT INTO file_costs (suite, file, cost_s, size_bytes, samples,"
+            " updated_at) VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (suite, file) DO"
+            " UPDATE SET cost_s = cost_s * (1 - ?) + excluded.cost_s * ?,"
+            " size_bytes = excluded.size_bytes, samples = samples + 1,"
+            " updated_at = excluded.updated_at",
+            [
+                (suite, f, cost, size, now, weight, weight)
+                for f, (cost, size) in files.items()
+            ],
+        )
+        await self._conn.executemany(
+            "INSERT INTO test_costs (suite, test_id, file, duration_ms, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (suite, test_id) DO UPDATE SET"
+            " duration_ms = excluded.duration_ms, updated_at = excluded.updated_at",
+            [(suite, test_id, f, ms, now) for test_id, f, ms in tests],
+        )
+        for cost in start_costs:
+            await self._conn.execute(
+                "INSERT INTO suite_costs (suite, start_cost_s, samples, updated_at)"
+                " VALUES (?, ?, 1, ?) ON CONFLICT (suite) DO UPDATE SET"
+                " start_cost_s = start_cost_s * (1 - ?) + excluded.start_cost_s * ?,"
+                " samples = samples + 1, updated_at = excluded.updated_at",
+                (suite, cost, now, weight, weight),
+            )
 
 
 def _encode_run_field(name: str, value: Any) -> Any:

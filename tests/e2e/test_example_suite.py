@@ -142,7 +142,7 @@ async def test_three_hosts_report_what_a_single_playwright_run_reports(
     }
     assert run["counts"]["failed"] == 1
     assert run["counts"]["flaky"] == 1
-    assert not traceloom_processes()
+    assert not traceloom_processes(run["id"])
 
 
 async def test_failed_test_keeps_its_trace_and_screenshot(

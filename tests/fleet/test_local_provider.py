@@ -102,10 +102,10 @@ async def test_release_stops_hosts_and_their_processes(
         await conn.run("setsid sleep 300 </dev/null >/dev/null 2>&1 &")
         await conn.close()
 
-    assert traceloom_processes()
+    assert traceloom_processes("run_a")
     await provider.release("run_a")
 
-    assert not traceloom_processes()
+    assert not traceloom_processes("run_a")
     assert not any(os.path.exists(h.work_root) for h in hosts)  # noqa: ASYNC240
     with pytest.raises(HostError):
         await HostConnection.open(hosts[0], timeout_s=3)

@@ -1,0 +1,347 @@
+"""Running a prepared run on its hosts: one worker per host, shared work.
+
+Each host's worker runs its first batch, then takes more from the work
+queue until none is left and no other host could hand any back. A host that
+stops answering is marked lost: what it reported is kept, its unfinished
+tests go back to the queue once (to run on another host, or on a
+replacement when no host is left), and nothing it sends later is read.
+A test's result is stored once: the first final result wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import attrs
+
+from controlplane.domain import Counts, Run, Shard, ShardStatus, TestResult, TestStatus
+from controlplane.engine.prepare import Prepared
+from controlplane.engine.results import ShardResults
+from controlplane.engine.workqueue import WorkItem, WorkQueue
+from controlplane.errors import HostError
+from controlplane.fleet.base import FleetProvider, Host
+from controlplane.logs import get_logger
+from controlplane.remote.dispatch import Dispatcher, ShardJob
+from controlplane.storage.db import Database
+
+log = get_logger(__name__)
+
+_SEVERITY = {
+    ShardStatus.PASSED: 0,
+    ShardStatus.FAILED: 1,
+    ShardStatus.TIMED_OUT: 2,
+    ShardStatus.ERRORED: 3,
+}
+
+
+@attrs.define
+class _Slot:
+    index: int
+    host: Host
+    status: ShardStatus = ShardStatus.PASSED
+    reasons: list[str] = attrs.Factory(list)
+    files: list[str] = attrs.Factory(list)
+    started_at: float | None = None
+
+
+class RunExecution:
+    """The hosts, the queue and the results of one run in flight."""
+
+    def __init__(
+        self,
+        *,
+        run: Run,
+        prepared: Prepared,
+        db: Database,
+        provider: FleetProvider,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.run = run
+        self.prepared = prepared
+        self.db = db
+        self.provider = provider
+        self.dispatcher = dispatcher
+        self.host_count = min(run.request.server_count, len(prepared.items))
+        self.queue = WorkQueue(
+            prepared.items, hosts=self.host_count, start_cost_s=prepared.start_cost_s
+        )
+        self._cond = asyncio.Condition()
+        self._busy = 0
+        self._live = 0
+        self._next_slot = itertools.count()
+        self._next_batch = itertools.count()
+        self._replacements = run.request.server_count
+        self.final_ids: set[str] = set()
+        self.dropped: set[str] = set()
+        self.drop_reasons: list[str] = []
+        self.start_costs: list[float] = []
+        self.workers = 1
+
+    async def execute(self) -> None:
+        """Get the hosts, run every worker to the end, record empty shards."""
+        hosts = await self.provider.acquire(self.run.id, self.host_count)
+        firsts = self.queue.first_batches()
+        slots = [_Slot(next(self._next_slot), host) for host in hosts]
+        await self.db.insert_shards(
+            [Shard(run_id=self.run.id, index=s.index, files=[]) for s in slots]
+        )
+        await self._record_idle_shards()
+        self._live = len(slots)
+        self._busy = sum(1 for batch in firsts if batch)
+        await asyncio.gather(
+            *(
+                self._worker(slot, batch)
+                for slot, batch in zip(slots, firsts, strict=True)
+            )
+        )
+        await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _record_idle_shards(self) -> None:
+        """Shards beyond the work: successes with no tests, and no host."""
+        extra = self.run.request.server_count - self.host_count
+        if extra <= 0:
+            return
+        idle = [
+            Shard(run_id=self.run.id, index=next(self._next_slot), files=[])
+            for _ in range(extra)
+        ]
+        await self.db.insert_shards(idle)
+        for shard in idle:
+            await self.db.update_shard(
+                self.run.id,
+                shard.index,
+                status=ShardStatus.PASSED,
+                reason="no work left for this host; none was started",
+                counts=Counts(),
+            )
+
+    async def _worker(self, slot: _Slot, batch: list[WorkItem]) -> None:
+        while True:
+            if not batch:
+                batch = await self._take()
+                if not batch:
+                    break
+            lost = await self._run_batch(slot, batch)
+            batch = []
+            if lost:
+                replacement = await self._replace_if_needed()
+                if replacement is None:
+                    return
+                slot = replacement
+        await self._close_slot(slot)
+
+    async def _take(self) -> list[WorkItem]:
+        async with self._cond:
+            while True:
+                if self.queue.pending:
+                    self._busy += 1
+                    return self.queue.next_batch(self._busy - 1)
+                if self._busy == 0:
+                    self._cond.notify_all()
+                    return []
+                await self._cond.wait()
+
+    async def _done_with_batch(self, put_back: list[WorkItem]) -> None:
+        async with self._cond:
+            self.queue.put_back(put_back)
+            self._busy -= 1
+            self._cond.notify_all()
+
+    async def _replace_if_needed(self) -> _Slot | None:
+        """A new host when the lost one was the last and work remains."""
+        async with self._cond:
+            self._live -= 1
+            if self._live > 0 or not self.queue.pending or self._replacements <= 0:
+                return None
+            self._replacements -= 1
+            self._live += 1
+        try:
+            [host] = await self.provider.acquire(self.run.id, 1)
+        except HostError as exc:
+            log.warning("host.replacement_failed", error=str(exc))
+            async with self._cond:
+                self._live -= 1
+                self._cond.notify_all()
+            return None
+        slot = _Slot(next(self._next_slot), host)
+        await self.db.insert_shards(
+            [Shard(run_id=self.run.id, index=slot.index, files=[])]
+        )
+        log.info("host.replaced", shard=slot.index, host=host.name)
+        return slot
+
+    async def _run_batch(self, slot: _Slot, items: list[WorkItem]) -> bool:
+        """Run ``items`` on ``slot``'s host; return True when the host was lost."""
+        number = next(self._next_batch)
+        results = ShardResults(
+            run_id=self.run.id,
+            shard_index=slot.index,
+            artifact_prefix=f"{self.run.id}/shard-{slot.index}/batch-{number}",
+        )
+        slot.files.extend(i.file for i in items)
+        if slot.started_at is None:
+            slot.started_at = time.time()
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.RUNNING,
+            host=slot.host.name,
+            files=slot.files,
+            started_at=slot.started_at,
+        )
+        job = ShardJob(
+            run_id=self.run.id,
+            index=number,
+            files=[i.file for i in items],
+            timeout_s=self.run.request.timeout,
+            env=self.prepared.env,
+            selectors=[s for i in items for s in i.selectors],
+        )
+
+        async def progress(results: ShardResults) -> None:
+            if results.first_test_at_ms is not None:
+                await self.db.note_first_test(
+                    self.run.id, results.first_test_at_ms / 1000
+                )
+            await self._store(results.settled())
+
+        try:
+            outcome = await self.dispatcher.run_shard(
+                slot.host, self.prepared.payload, job, results, progress
+            )
+        except HostError as exc:
+            await self._host_lost(slot, items, results, str(exc))
+            return True
+        except asyncio.CancelledError:
+            await asyncio.shield(self._store_unfinished(results))
+            raise
+
+        await self._store(outcome.results.results())
+        self.workers = outcome.results.workers
+        if outcome.results.start_cost_s is not None:
+            self.start_costs.append(outcome.results.start_cost_s)
+        if _SEVERITY[outcome.status] > _SEVERITY[slot.status]:
+            slot.status = outcome.status
+        if outcome.reason:
+            slot.reasons.append(outcome.reason)
+        await self._done_with_batch([])
+        log.info(
+            "batch.finished",
+            shard=slot.index,
+            batch=number,
+            status=outcome.status.value,
+            duration_s=round(outcome.finished_at - outcome.started_at, 2),
+        )
+        return False
+
+    async def _host_lost(
+        self, slot: _Slot, items: list[WorkItem], results: ShardResults, error: str
+    ) -> None:
+        log.warning("host.lost", shard=slot.index, host=slot.host.name, error=error)
+        await self._store(results.settled())
+        again, dropped = _unfinished(items, results)
+        await self._give_up_on(dropped, "its host was lost twice", results)
+        slot.status = ShardStatus.LOST
+        slot.reasons.append(
+            f"lost host {slot.host.name}: {error};"
+            f" {len(again)} files moved to another host"
+        )
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.LOST,
+            reason="; ".join(slot.reasons),
+            finished_at=time.time(),
+            counts=await self._shard_counts(slot.index),
+        )
+        await self._done_with_batch(again)
+
+    async def _give_up_on(
+        self, items: list[WorkItem], why: str, results: ShardResults | None = None
+    ) -> None:
+        """Work that will not run: its listed tests are stored as didNotRun.
+
+        Files whose tests were never listed are remembered in ``dropped`` so
+        the verdict cannot be a pass.
+        """
+        if not items:
+            return
+        files = {i.file for i in items}
+        log.warning("work.dropped", files=len(files), reason=why)
+        self.dropped.update(files)
+        self.drop_reasons.append(f"{len(files)} files not run: {why}")
+        if results is not None:
+            await self._store(
+                [
+                    r
+                    for r in results.results()
+                    if r.file in files and r.status == TestStatus.DID_NOT_RUN
+                ]
+            )
+
+    async def _store(self, results: list[TestResult]) -> None:
+        fresh = [r for r in results if r.test_id not in self.final_ids]
+        if not fresh:
+            return
+        await self.db.upsert_tests(fresh)
+        self.final_ids.update(
+            r.test_id for r in fresh if r.status != TestStatus.DID_NOT_RUN
+        )
+        await self.db.update_run(self.run.id, counts=await self._run_counts())
+
+    async def _store_unfinished(self, results: ShardResults) -> None:
+        await self._store(results.results())
+
+    async def _close_slot(self, slot: _Slot) -> None:
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=slot.status,
+            reason="; ".join(slot.reasons) or None,
+            finished_at=time.time(),
+            counts=await self._shard_counts(slot.index),
+        )
+
+    async def _run_counts(self) -> Counts:
+        counts = Counts()
+        for result in await self.db.tests(self.run.id):
+            counts.add(result.status)
+        return counts
+
+    async def _shard_counts(self, index: int) -> Counts:
+        counts = Counts()
+        for result in await self.db.tests(self.run.id):
+            if result.shard_index == index:
+                counts.add(result.status)
+        return counts
+
+
+def _unfinished(
+    items: list[WorkItem], results: ShardResults
+) -> tuple[list[WorkItem], list[WorkItem]]:
+    """Split a lost batch's unfinished work into what runs again and what not.
+
+    A file whose tests were listed keeps only its unsettled tests (by line);
+    a file Playwright never listed is run again whole.
+    """
+    unsettled = results.unsettled_by_file()
+    again: list[WorkItem] = []
+    dropped: list[WorkItem] = []
+    for item in items:
+        if unsettled is None or item.file not in {*unsettled, *_listed(results)}:
+            remaining = item
+        elif unsettled.get(item.file):
+            lines = sorted(unsettled[item.file])
+            remaining = attrs.evolve(
+                item, selectors=tuple(f"{item.file}\t{n}" for n in lines)
+            )
+        else:
+            continue
+        (again if remaining.retries < 1 else dropped).append(remaining)
+    return again, dropped
+
+
+def _listed(results: ShardResults) -> set[str]:
+    return {state.file for state in results.tests.values()}

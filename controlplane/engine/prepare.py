@@ -1,0 +1,161 @@
+"""Preparing a run once, before any host: source, files, dependencies, work.
+
+The repository is cloned, spec files discovered, the suite's layout and
+``traceloom.yml`` read, dependencies installed (or found in the cache), the
+repository and harness packed for shipping, and every file turned into a
+work item with its expected cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tarfile
+from pathlib import Path
+
+import attrs
+
+from controlplane.domain import GitSource, Run, TestRef
+from controlplane.engine import discovery, history, repoconfig, source, suite
+from controlplane.engine.deps import DependencyCache
+from controlplane.engine.workqueue import WorkItem
+from controlplane.errors import SourceError
+from controlplane.harness import HARNESS_DIR, HARNESS_FILES
+from controlplane.logs import get_logger
+from controlplane.remote.dispatch import Payload
+from controlplane.storage.db import Database, HistoryStore
+
+log = get_logger(__name__)
+
+
+@attrs.define(kw_only=True)
+class Prepared:
+    files: list[str]
+    items: list[WorkItem]
+    sizes: dict[str, int]
+    payload: Payload
+    env: dict[str, str]
+    suite: str
+    start_cost_s: float
+    checkout: Path
+
+
+def _tar_folder(folder: Path, archive: Path, *, skip: frozenset[str]) -> None:
+    """Tar ``folder``'s contents without any path segment named in ``skip``."""
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(p in skip for p in parts) else info
+
+    with tarfile.open(archive, "w") as tar:
+        for child in sorted(folder.iterdir()):
+            if child.name not in skip:
+                tar.add(child, arcname=child.name, filter=keep)
+
+
+def harness_archive(target_dir: Path) -> tuple[str, Path]:
+    """The harness files as one tar, named by a hash of their contents."""
+    digest = hashlib.sha256()
+    for name in HARNESS_FILES:
+        digest.update(name.encode() + b"\0" + (HARNESS_DIR / name).read_bytes())
+    key = digest.hexdigest()[:16]
+    archive = target_dir / f"harness-{key}.tar"
+    if not archive.exists():
+        target_dir.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        with tarfile.open(partial, "w") as tar:
+            for name in HARNESS_FILES:
+                tar.add(HARNESS_DIR / name, arcname=name)
+        partial.rename(archive)
+    return key, archive
+
+
+def lines_by_file(only: list[TestRef], discovered: list[str]) -> dict[str, list[int]]:
+    """The tests to rerun that still exist, grouped by file."""
+    present = set(discovered)
+    lines: dict[str, list[int]] = {}
+    for ref in only:
+        if ref.file in present:
+            lines.setdefault(ref.file, [])
+            if ref.line not in lines[ref.file]:
+                lines[ref.file].append(ref.line)
+    return {f: sorted(ls) for f, ls in lines.items()}
+
+
+async def prepare_run(
+    run: Run,
+    workdir: Path,
+    *,
+    db: Database,
+    deps_cache: DependencyCache,
+    harness_dir: Path,
+    clone_timeout_s: float,
+    commit: str | None = None,
+) -> Prepared:
+    """Everything a run needs before its hosts; raises SourceError with why."""
+    request = run.request
+    if not isinstance(request.test_source, GitSource):
+        raise SourceError("S3 test sources are not supported by this control plane yet")
+    checkout = workdir / "src"
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    sha = await source.clone(
+        repo=request.test_source.git_repo,
+        branch=request.test_source.git_branch,
+        commit=commit or request.commit_sha,
+        dest=checkout,
+        timeout_s=clone_timeout_s,
+    )
+    await db.update_run(run.id, resolved_sha=sha)
+    files = await asyncio.to_thread(discovery.discover, checkout, request.test_pattern)
+    lines = None
+    if request.only is not None:
+        lines = lines_by_file(request.only, files)
+        files = sorted(lines, key=lambda f: f.encode())
+    if not files:
+        raise SourceError(
+            f"testPattern {request.test_pattern!r} matched no file in the repository"
+        )
+    await db.update_run(run.id, spec_files=files)
+    layout = await asyncio.to_thread(suite.find_layout, checkout, files)
+    if layout.package_manager != "npm":
+        raise SourceError(f"{layout.lockfile}: only npm lockfiles are supported so far")
+    config = await asyncio.to_thread(repoconfig.load, checkout)
+    deps = await deps_cache.ensure(checkout / layout.package_dir, layout.lockfile)
+    suite_archive = workdir / "suite.tar"
+    await asyncio.to_thread(
+        _tar_folder, checkout, suite_archive, skip=frozenset({".git", "node_modules"})
+    )
+    harness_key, archive = await asyncio.to_thread(harness_archive, harness_dir)
+
+    key = history.suite_key(request.test_source.git_repo, request.test_pattern)
+    store = HistoryStore(db)
+    sizes = {f: (checkout / f).stat().st_size for f in files}
+    estimates = history.estimate_costs(sizes, await store.file_costs(key))
+    start_cost = await store.start_cost(key)
+    items = [
+        WorkItem(
+            file=f,
+            selectors=tuple(f"{f}\t{n}" for n in lines[f]) if lines else (f,),
+            cost_s=estimates[f].cost_s,
+            known=estimates[f].known,
+        )
+        for f in files
+    ]
+    log.info("run.prepared", files=len(files), sha=sha, history=start_cost is not None)
+    return Prepared(
+        files=files,
+        items=items,
+        sizes=sizes,
+        env=config.env,
+        suite=key,
+        start_cost_s=history.DEFAULT_START_COST_S if start_cost is None else start_cost,
+        checkout=checkout,
+        payload=Payload(
+            harness_key=harness_key,
+            harness_archive=archive,
+            deps=deps,
+            suite_archive=suite_archive,
+            config_dir=layout.config_dir,
+            package_dir=layout.package_dir,
+        ),
+    )
