@@ -25,6 +25,8 @@ class Settings:
     public_url: str = ""
     fleet: str = "local"
     local_max_hosts: int = 8
+    # A local host whose control plane is silent this long stops by itself.
+    local_idle_timeout_s: float = 120.0
     max_server_count: int = 8
     chromium_path: str = ""
     log_format: str = "console"

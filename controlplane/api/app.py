@@ -29,6 +29,7 @@ def make_provider(settings: Settings) -> FleetProvider:
             deps_dir=settings.host_deps_dir,
             max_hosts=settings.local_max_hosts,
             chromium_path=settings.chromium_path,
+            idle_timeout_s=settings.local_idle_timeout_s,
         )
     raise TraceLoomError(f"unknown fleet provider {settings.fleet!r}; use 'local'")
 

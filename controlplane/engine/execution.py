@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
+from pathlib import Path
+from typing import Any
 
+import asyncssh
 import attrs
 
 from controlplane.domain import Counts, Run, Shard, ShardStatus, TestResult, TestStatus
@@ -24,6 +28,7 @@ from controlplane.errors import HostError
 from controlplane.fleet.base import FleetProvider, Host
 from controlplane.logs import get_logger
 from controlplane.remote.dispatch import Dispatcher, ShardJob
+from controlplane.remote.ssh import HostConnection
 from controlplane.storage.db import Database
 
 log = get_logger(__name__)
@@ -57,7 +62,9 @@ class RunExecution:
         db: Database,
         provider: FleetProvider,
         dispatcher: Dispatcher,
+        keys_dir: Path,
     ) -> None:
+        self.keys_dir = keys_dir
         self.run = run
         self.prepared = prepared
         self.db = db
@@ -87,6 +94,8 @@ class RunExecution:
         await self.db.insert_shards(
             [Shard(run_id=self.run.id, index=s.index, files=[]) for s in slots]
         )
+        for slot in slots:
+            await self._remember_host(slot)
         await self._record_idle_shards()
         self._live = len(slots)
         self._busy = sum(1 for batch in firsts if batch)
@@ -97,6 +106,107 @@ class RunExecution:
             )
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def resume(self) -> None:
+        """Take up a run whose control plane died: adopt, re-attach, go on.
+
+        Hosts that still answer keep their slot; a batch still running on
+        one is followed again from its first event. Work on hosts that do not
+        answer goes back to the queue once, like a lost host's. Work never
+        dispatched is queued. Raises HostError when no host answers.
+        """
+        records = await self.db.hosts(self.run.id)
+        hosts = {
+            s: Host.from_record(r, self._load_key(r["name"]))
+            for s, r in records.items()
+        }
+        self.provider.adopt(self.run.id, list(hosts.values()))
+        answering = {s: h for s, h in hosts.items() if await _answers(h)}
+        shards = {s.index: s for s in await self.db.shards(self.run.id)}
+        self.final_ids = {
+            r.test_id
+            for r in await self.db.tests(self.run.id)
+            if r.status != TestStatus.DID_NOT_RUN
+        }
+        self._next_slot = itertools.count(max([*shards, -1]) + 1)
+        batches = await self.db.batches(self.run.id)
+        self._next_batch = itertools.count(
+            max([b["number"] for b in batches] + [-1]) + 1
+        )
+
+        attached: dict[int, tuple[int, list[WorkItem]]] = {}
+        seen: set[str] = set()
+        again: list[WorkItem] = []
+        for batch in batches:
+            items = [_item_from_json(i) for i in json.loads(batch["items"])]
+            seen.update(i.file for i in items)
+            if batch["status"] == "running" and batch["slot"] in answering:
+                attached[batch["slot"]] = (batch["number"], items)
+            elif batch["status"] in ("running", "lost"):
+                again.extend(items)
+        fresh = [i for i in self.prepared.items if i.file not in seen]
+        retry = [i for i in again if i.retries < 1]
+        await self._give_up_on(
+            [i for i in again if i.retries >= 1], "its host was lost twice"
+        )
+        self.queue = WorkQueue(
+            [], hosts=max(len(answering), 1), start_cost_s=self.queue.start_cost_s
+        )
+        self.queue.add(fresh)
+        self.queue.put_back(retry)
+
+        for index in set(hosts) - set(answering):
+            await self.db.update_shard(
+                self.run.id,
+                index,
+                status=ShardStatus.LOST,
+                reason="did not answer after the control plane restarted",
+                finished_at=time.time(),
+            )
+        if not answering:
+            raise HostError(
+                "the control plane restarted and no host of the run answers"
+            )
+        slots = []
+        for index, host in sorted(answering.items()):
+            slot = _Slot(index, host, files=list(shards[index].files))
+            slot.started_at = shards[index].started_at
+            slots.append(slot)
+        log.info(
+            "run.resumed",
+            hosts=len(slots),
+            attached=len(attached),
+            queued=self.queue.pending,
+        )
+        self._live = len(slots)
+        self._busy = len(attached)
+        await asyncio.gather(
+            *(self._worker(slot, [], attach=attached.get(slot.index)) for slot in slots)
+        )
+        await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _remember_host(self, slot: _Slot) -> None:
+        """Keep what a restarted control plane needs to reach this host again."""
+        await asyncio.to_thread(self._save_key, slot.host)
+        await self.db.save_host(self.run.id, slot.index, slot.host.to_record())
+
+    def _key_path(self, name: str) -> Path:
+        return self.keys_dir / f"{self.run.id}--{name}.key"
+
+    def _save_key(self, host: Host) -> None:
+        self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._key_path(host.name)
+        path.write_bytes(b"")
+        path.chmod(0o600)
+        path.write_bytes(host.client_key.export_private_key())
+
+    def _load_key(self, name: str) -> asyncssh.SSHKey:
+        return asyncssh.import_private_key(self._key_path(name).read_bytes())
+
+    def forget_keys(self) -> None:
+        """Delete the run's client keys once its hosts are released."""
+        for path in self.keys_dir.glob(f"{self.run.id}--*.key"):
+            path.unlink(missing_ok=True)
 
     async def _record_idle_shards(self) -> None:
         """Shards beyond the work: successes with no tests, and no host."""
@@ -117,13 +227,23 @@ class RunExecution:
                 counts=Counts(),
             )
 
-    async def _worker(self, slot: _Slot, batch: list[WorkItem]) -> None:
+    async def _worker(
+        self,
+        slot: _Slot,
+        batch: list[WorkItem],
+        *,
+        attach: tuple[int, list[WorkItem]] | None = None,
+    ) -> None:
         while True:
+            number = None
+            if attach is not None:
+                number, batch = attach
+                attach = None
             if not batch:
                 batch = await self._take()
                 if not batch:
                     break
-            lost = await self._run_batch(slot, batch)
+            lost = await self._run_batch(slot, batch, number)
             batch = []
             if lost:
                 replacement = await self._replace_if_needed()
@@ -166,21 +286,36 @@ class RunExecution:
                 self._cond.notify_all()
             return None
         slot = _Slot(next(self._next_slot), host)
+        await self._remember_host(slot)
         await self.db.insert_shards(
             [Shard(run_id=self.run.id, index=slot.index, files=[])]
         )
         log.info("host.replaced", shard=slot.index, host=host.name)
         return slot
 
-    async def _run_batch(self, slot: _Slot, items: list[WorkItem]) -> bool:
-        """Run ``items`` on ``slot``'s host; return True when the host was lost."""
-        number = next(self._next_batch)
+    async def _run_batch(
+        self, slot: _Slot, items: list[WorkItem], attach_to: int | None = None
+    ) -> bool:
+        """Run ``items`` on ``slot``'s host; return True when the host was lost.
+
+        With ``attach_to``, the batch of that number is already running on
+        the host (started before a restart) and is only followed.
+        """
+        number = next(self._next_batch) if attach_to is None else attach_to
         results = ShardResults(
             run_id=self.run.id,
             shard_index=slot.index,
             artifact_prefix=f"{self.run.id}/shard-{slot.index}/batch-{number}",
         )
-        slot.files.extend(i.file for i in items)
+        if attach_to is None:
+            slot.files.extend(i.file for i in items)
+            await self.db.save_batch(
+                self.run.id,
+                number,
+                slot.index,
+                [_item_json(i) for i in items],
+                "running",
+            )
         if slot.started_at is None:
             slot.started_at = time.time()
         await self.db.update_shard(
@@ -207,11 +342,17 @@ class RunExecution:
                 )
             await self._store(results.settled())
 
+        follow = (
+            self.dispatcher.run_shard if attach_to is None else self.dispatcher.attach
+        )
         try:
-            outcome = await self.dispatcher.run_shard(
+            outcome = await follow(
                 slot.host, self.prepared.payload, job, results, progress
             )
         except HostError as exc:
+            await self.db.save_batch(
+                self.run.id, number, slot.index, [_item_json(i) for i in items], "lost"
+            )
             await self._host_lost(slot, items, results, str(exc))
             return True
         except asyncio.CancelledError:
@@ -219,6 +360,9 @@ class RunExecution:
             raise
 
         await self._store(outcome.results.results())
+        await self.db.save_batch(
+            self.run.id, number, slot.index, [_item_json(i) for i in items], "done"
+        )
         self.workers = outcome.results.workers
         if outcome.results.start_cost_s is not None:
             self.start_costs.append(outcome.results.start_cost_s)
@@ -316,6 +460,35 @@ class RunExecution:
             if result.shard_index == index:
                 counts.add(result.status)
         return counts
+
+
+def _item_json(item: WorkItem) -> dict[str, Any]:
+    return {
+        "file": item.file,
+        "selectors": list(item.selectors),
+        "costS": item.cost_s,
+        "known": item.known,
+        "retries": item.retries,
+    }
+
+
+def _item_from_json(data: dict[str, Any]) -> WorkItem:
+    return WorkItem(
+        file=data["file"],
+        selectors=tuple(data["selectors"]),
+        cost_s=float(data["costS"]),
+        known=bool(data["known"]),
+        retries=int(data["retries"]),
+    )
+
+
+async def _answers(host: Host) -> bool:
+    try:
+        conn = await HostConnection.open(host, timeout_s=10)
+    except HostError:
+        return False
+    await conn.close()
+    return True
 
 
 def _unfinished(

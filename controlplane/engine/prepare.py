@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -97,6 +98,8 @@ async def prepare_run(
     if not isinstance(request.test_source, GitSource):
         raise SourceError("S3 test sources are not supported by this control plane yet")
     checkout = workdir / "src"
+    # A folder left by a control plane that died is stale: start clean.
+    await asyncio.to_thread(shutil.rmtree, workdir, True)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     sha = await source.clone(
         repo=request.test_source.git_repo,

@@ -85,8 +85,10 @@ class RunEngine:
 
     # -- lifecycle --------------------------------------------------------
 
-    def start(self, run_id: str) -> None:
-        task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+    def start(self, run_id: str, *, resume: bool = False) -> None:
+        task = asyncio.create_task(
+            self._execute(run_id, resume=resume), name=f"run-{run_id}"
+        )
         self._tasks[run_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(run_id, None))
 
@@ -104,16 +106,17 @@ class RunEngine:
         return True
 
     async def recover(self) -> None:
-        """End runs left unfinished by a previous process of the control plane."""
-        # XXX: runs are ended rather than resumed; resuming where hosts still
-        # answer needs the hosts' addresses stored with the shards.
+        """Take up the runs an earlier process of the control plane left.
+
+        A run that had no hosts yet starts again; a run with hosts resumes
+        on those that still answer, and ends with its reason if none does.
+        Either way its hosts are released when it ends.
+        """
         unfinished = [s for s in RunStatus if not s.finished]
         for run in await self.db.runs_with_status(unfinished):
-            await self._finish(
-                run.id,
-                RunStatus.ERRORED,
-                "the control plane restarted while the run was in progress",
-            )
+            has_hosts = bool(await self.db.hosts(run.id))
+            log.info("run.recovering", run_id=run.id, resume=has_hosts)
+            self.start(run.id, resume=has_hosts)
 
     async def close(self) -> None:
         """Stop every run in flight; each ends errored and releases its hosts."""
@@ -128,7 +131,7 @@ class RunEngine:
 
     # -- one run ----------------------------------------------------------
 
-    async def _execute(self, run_id: str) -> None:
+    async def _execute(self, run_id: str, *, resume: bool = False) -> None:
         structlog.contextvars.bind_contextvars(run_id=run_id)
         run = await self.db.get_run(run_id)
         if run is None:
@@ -137,7 +140,7 @@ class RunEngine:
         status = RunStatus.ERRORED
         reason: str | None = "the run stopped unexpectedly"
         try:
-            status, reason = await self._drive(run, workdir)
+            status, reason = await self._drive(run, workdir, resume=resume)
         except asyncio.CancelledError:
             if run_id in self._cancelled:
                 status, reason = RunStatus.CANCELLED, "cancelled on request"
@@ -158,9 +161,11 @@ class RunEngine:
         self, run_id: str, workdir: Path, status: RunStatus, reason: str | None
     ) -> None:
         prepared = self._prepared.pop(run_id, None)
-        self._executions.pop(run_id, None)
+        execution = self._executions.pop(run_id, None)
         try:
             await self.provider.release(run_id)
+            if execution is not None:
+                await asyncio.to_thread(execution.forget_keys)
         finally:
             await self._finish(run_id, status, reason)
             await self._notify(run_id, workdir, prepared)
@@ -206,8 +211,11 @@ class RunEngine:
                     reason="the run ended before this shard finished",
                 )
 
-    async def _drive(self, run: Run, workdir: Path) -> tuple[RunStatus, str | None]:
-        await self.db.update_run(run.id, started_at=time.time())
+    async def _drive(
+        self, run: Run, workdir: Path, *, resume: bool
+    ) -> tuple[RunStatus, str | None]:
+        if not resume:
+            await self.db.update_run(run.id, started_at=time.time())
         prepared = await prepare_run(
             run,
             workdir,
@@ -215,6 +223,8 @@ class RunEngine:
             deps_cache=self.deps,
             harness_dir=self.settings.data_dir / "harness",
             clone_timeout_s=self.settings.clone_timeout_s,
+            # The same commit as before the restart, even if the branch moved.
+            commit=run.resolved_sha if resume else None,
         )
         self._prepared[run.id] = prepared
         await self.db.update_run(run.id, status=RunStatus.PROVISIONING)
@@ -224,10 +234,14 @@ class RunEngine:
             db=self.db,
             provider=self.provider,
             dispatcher=self.dispatcher,
+            keys_dir=self.settings.data_dir / "keys",
         )
         self._executions[run.id] = execution
         await self.db.update_run(run.id, status=RunStatus.RUNNING)
-        await execution.execute()
+        if resume:
+            await execution.resume()
+        else:
+            await execution.execute()
         await self._learn(prepared, execution)
         return _verdict(
             await self.db.shards(run.id), await self._counts(run.id), execution

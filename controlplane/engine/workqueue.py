@@ -118,6 +118,11 @@ class WorkQueue:
         taken, self._pool = self._pool, []
         return taken
 
+    def add(self, items: Iterable[WorkItem]) -> None:
+        """Queue items as they are (work taken up again after a restart)."""
+        self._pool.extend(items)
+        self._pool.sort(key=_order)
+
     def put_back(self, items: Iterable[WorkItem]) -> None:
         """Return a lost host's unfinished items, to be run once more."""
         for item in items:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncssh
 import attrs
@@ -24,6 +24,35 @@ class Host:
     client_key: asyncssh.SSHKey
     work_root: str
     deps_root: str
+    # The provider's own reference: a pid, an instance id.
+    handle: str = ""
+
+    def to_record(self) -> dict[str, str | int]:
+        """Everything but the client key, to find the host again later."""
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "username": self.username,
+            "hostKey": self.host_key.export_public_key().decode().strip(),
+            "workRoot": self.work_root,
+            "depsRoot": self.deps_root,
+            "handle": self.handle,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], client_key: asyncssh.SSHKey) -> Host:
+        return cls(
+            name=record["name"],
+            address=record["address"],
+            port=int(record["port"]),
+            username=record["username"],
+            host_key=asyncssh.import_public_key(record["hostKey"]),
+            client_key=client_key,
+            work_root=record["workRoot"],
+            deps_root=record["depsRoot"],
+            handle=record.get("handle", ""),
+        )
 
 
 class FleetProvider(Protocol):
@@ -35,6 +64,10 @@ class FleetProvider(Protocol):
 
     async def release(self, run_id: str) -> None:
         """Stop or return every host of ``run_id``; safe to call twice."""
+        ...
+
+    def adopt(self, run_id: str, hosts: list[Host]) -> None:
+        """Take back ``run_id``'s hosts after a restart, so release stops them."""
         ...
 
     async def close(self) -> None:

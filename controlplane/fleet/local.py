@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,11 +54,32 @@ def detect_netns() -> str:
     return "off"
 
 
+def _server_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) local host server."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and b"controlplane.fleet.localhost_server" in cmdline
+
+
 @attrs.define
 class _LocalHostProcess:
     host: Host
-    process: asyncio.subprocess.Process
     folder: Path
+    # None for a host adopted after a control plane restart: not our child.
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else int(self.host.handle)
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.returncode is None
+        return _server_alive(self.pid)
 
 
 class LocalProvider:
@@ -71,7 +93,9 @@ class LocalProvider:
         max_hosts: int,
         chromium_path: str = "",
         netns: str | None = None,
+        idle_timeout_s: float = 120.0,
     ) -> None:
+        self.idle_timeout_s = idle_timeout_s
         self.hosts_dir = hosts_dir.resolve()
         self.deps_dir = deps_dir.resolve()
         self.max_hosts = max_hosts
@@ -136,7 +160,9 @@ class LocalProvider:
             name,
             "--netns",
             self.netns,
-            stdin=asyncio.subprocess.PIPE,
+            "--idle-timeout",
+            str(self.idle_timeout_s),
+            stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
@@ -160,14 +186,15 @@ class LocalProvider:
             client_key=client_key,
             work_root=str(folder),
             deps_root=str(self.deps_dir),
+            handle=str(process.pid),
         )
-        self._live[run_id].append(_LocalHostProcess(host, process, folder))
+        self._live[run_id].append(_LocalHostProcess(host, folder, process))
         log.info("host.started", host=name, port=port, netns=self.netns)
 
     async def _prune_dead(self, run_id: str) -> None:
         """Clean up hosts of ``run_id`` that died, freeing their capacity."""
         hosts = self._live.get(run_id, [])
-        dead = [h for h in hosts if h.process.returncode is not None]
+        dead = [h for h in hosts if not h.alive()]
         if not dead:
             return
         self._live[run_id] = [h for h in hosts if h not in dead]
@@ -180,20 +207,37 @@ class LocalProvider:
             self._capacity.notify_all()
 
     async def _stop(self, local: _LocalHostProcess) -> None:
-        process = local.process
-        if process.returncode is None:
+        if local.alive():
             with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
+                os.kill(local.pid, signal.SIGTERM)
+            if not await self._exited(local, 15):
                 with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+                    os.kill(local.pid, signal.SIGKILL)
+                await self._exited(local, 5)
         # A host that died (or was killed) cannot clean up after itself.
         await asyncio.to_thread(kill_marked, f"TRACELOOM_HOST={local.host.name}")
         shutil.rmtree(local.folder, ignore_errors=True)
         log.info("host.stopped", host=local.host.name)
+
+    async def _exited(self, local: _LocalHostProcess, timeout_s: float) -> bool:
+        if local.process is not None:
+            try:
+                await asyncio.wait_for(local.process.wait(), timeout_s)
+            except TimeoutError:
+                return False
+            return True
+        for _ in range(int(timeout_s * 10)):
+            if not local.alive():
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    def adopt(self, run_id: str, hosts: list[Host]) -> None:
+        """Take back hosts started by an earlier process of the control plane."""
+        adopted = self._live.setdefault(run_id, [])
+        for host in hosts:
+            adopted.append(_LocalHostProcess(host, Path(host.work_root)))
+            log.info("host.adopted", host=host.name, alive=adopted[-1].alive())
 
     async def close(self) -> None:
         for run_id in list(self._live):

@@ -10,8 +10,10 @@ HOST_DIR holds ``host_key`` (this host's private key) and
 working folder, marked with ``TRACELOOM_HOST=<name>`` in its environment,
 and, with ``--netns``, in a network namespace of its own so that suites
 whose web server uses a fixed port can run on several local hosts at once.
-The server exits when its standard input closes (the control plane is
-gone) or on SIGTERM, and then stops every process it started.
+The server exits on SIGTERM, or when no command came for ``--idle-timeout``
+seconds (its control plane died and did not come back to adopt it), and
+then stops every process it started. A control plane that restarts within
+that time finds its hosts still running and resumes its runs on them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
+import time
 from pathlib import Path
 
 import asyncssh
@@ -76,6 +78,7 @@ class LocalHost:
         self.host_dir = host_dir
         self.name = name
         self.netns = netns
+        self.last_command_at = time.monotonic()
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(host_dir),
@@ -92,6 +95,7 @@ class LocalHost:
         return ["sh", "-c", command]
 
     async def handle(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        self.last_command_at = time.monotonic()
         command = process.command
         if not command:
             process.stderr.write(b"this host runs commands only, no shell\n")
@@ -132,7 +136,7 @@ class LocalHost:
         kill_marked(f"TRACELOOM_HOST={self.name}")
 
 
-async def serve(host_dir: Path, name: str, netns: str) -> None:
+async def serve(host_dir: Path, name: str, netns: str, idle_timeout_s: float) -> None:
     host = LocalHost(host_dir, name, netns)
     server = await asyncssh.listen(
         "127.0.0.1",
@@ -147,22 +151,23 @@ async def serve(host_dir: Path, name: str, netns: str) -> None:
         x11_forwarding=False,
     )
     port = server.sockets[0].getsockname()[1]
+    (host_dir / "port").write_text(f"{port}\n")
     print(f"listening {port}", flush=True)
 
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopped.set)
     loop.add_signal_handler(signal.SIGINT, stopped.set)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
-    )
 
-    async def parent_gone() -> None:
-        await reader.read()
-        stopped.set()
+    async def dead_mans_switch() -> None:
+        # No command for this long means no control plane follows this host
+        # (it crashed and did not come back): stop rather than run forever.
+        while not stopped.is_set():
+            await asyncio.sleep(min(idle_timeout_s / 4, 5.0))
+            if time.monotonic() - host.last_command_at > idle_timeout_s:
+                stopped.set()
 
-    watcher = asyncio.create_task(parent_gone())
+    watcher = asyncio.create_task(dead_mans_switch())
     await stopped.wait()
     watcher.cancel()
     server.close()
@@ -174,8 +179,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--netns", choices=["root", "user", "off"], default="off")
+    parser.add_argument("--idle-timeout", type=float, default=120.0)
     args = parser.parse_args()
-    asyncio.run(serve(args.dir.resolve(), args.name, args.netns))
+    asyncio.run(serve(args.dir.resolve(), args.name, args.netns, args.idle_timeout))
 
 
 if __name__ == "__main__":

@@ -102,16 +102,46 @@ class Dispatcher:
         Raises HostError when the host cannot be used or is lost; what it
         reported until then stays in ``results``.
         """
+        return await self._drive(host, payload, job, results, on_progress, start=True)
+
+    async def attach(
+        self,
+        host: Host,
+        payload: Payload,
+        job: ShardJob,
+        results: ShardResults,
+        on_progress: ProgressCallback,
+    ) -> ShardOutcome:
+        """Follow a shard started earlier (by a previous control plane process).
+
+        Its events are read again from the beginning, so ``results`` ends up
+        as complete as if it had been followed all along.
+        """
+        return await self._drive(host, payload, job, results, on_progress, start=False)
+
+    async def _drive(
+        self,
+        host: Host,
+        payload: Payload,
+        job: ShardJob,
+        results: ShardResults,
+        on_progress: ProgressCallback,
+        *,
+        start: bool,
+    ) -> ShardOutcome:
         started_at = time.time()
         conn = await HostConnection.open(host)
         shard_dir = f"{host.work_root}/runs/{job.run_id}/shard-{job.index}"
         harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
-        started = False
+        started = not start
         try:
-            await self._prepare(conn, host, payload, job, shard_dir)
-            await conn.run(quote("sh", harness, "start", shard_dir, str(job.timeout_s)))
-            started = True
-            log.info("shard.dispatched", host=host.name, files=len(job.files))
+            if start:
+                await self._prepare(conn, host, payload, job, shard_dir)
+                await conn.run(
+                    quote("sh", harness, "start", shard_dir, str(job.timeout_s))
+                )
+                started = True
+                log.info("shard.dispatched", host=host.name, files=len(job.files))
             exit_code, timed_out = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )

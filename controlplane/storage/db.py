@@ -70,6 +70,20 @@ CREATE TABLE IF NOT EXISTS shards (
     counts TEXT NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
+CREATE TABLE IF NOT EXISTS run_hosts (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    slot INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, slot)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    number INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    items TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (run_id, number)
+);
 CREATE TABLE IF NOT EXISTS file_costs (
     suite TEXT NOT NULL,
     file TEXT NOT NULL,
@@ -221,11 +235,41 @@ class Database:
             (at, at, run_id),
         )
 
+    # -- hosts and batches, to take a run up again after a restart ----------
+
+    async def save_host(self, run_id: str, slot: int, record: dict[str, Any]) -> None:
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO run_hosts (run_id, slot, record) VALUES (?, ?, ?)",
+            (run_id, slot, _dumps(record)),
+        )
+
+    async def hosts(self, run_id: str) -> dict[int, dict[str, Any]]:
+        cursor = await self._conn.execute(
+            "SELECT slot, record FROM run_hosts WHERE run_id = ? ORDER BY slot",
+            (run_id,),
+        )
+        return {r["slot"]: json.loads(r["record"]) for r in await cursor.fetchall()}
+
+    async def save_batch(
+        self, run_id: str, number: int, slot: int, items: list[Any], status: str
+    ) -> None:
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO batches (run_id, number, slot, items, status)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (run_id, number, slot, _dumps(items), status),
+        )
+
+    async def batches(self, run_id: str) -> list[aiosqlite.Row]:
+        cursor = await self._conn.execute(
+            "SELECT * FROM batches WHERE run_id = ? ORDER BY number", (run_id,)
+        )
+        return list(await cursor.fetchall())
+
     # -- shards -----------------------------------------------------------
 
     async def insert_shards(self, shards: list[Shard]) -> None:
         await self._conn.executemany(
-            "INSERT INTO shards (run_id, idx, files, status, counts)"
+            "INSERT OR REPLACE INTO shards (run_id, idx, files, status, counts)"
             " VALUES (?, ?, ?, ?, ?)",
             [
                 (s.run_id, s.index, _dumps(s.files), s.status.value, _dumps({}))

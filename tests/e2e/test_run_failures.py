@@ -5,20 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from controlplane.api.app import make_app
-from controlplane.api.appkeys import DB
-from controlplane.domain import GitSource, Run, RunRequest, RunStatus
-from controlplane.settings import Settings
-from controlplane.storage.db import Database
-from controlplane.storage.keys import create_key
 from tests.conftest import (
     WaitForRun,
     git,
@@ -281,31 +274,3 @@ async def test_only_host_lost_gets_a_replacement(
         "didNotRun": 0,
     }
     assert not traceloom_processes(run["id"])
-
-
-async def test_runs_unfinished_at_restart_end_errored(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """After a restart, a run left 'running' ends errored with the reason."""
-    async with Database.open(settings.db_path) as db:
-        await db.insert_run(
-            Run(
-                id="run_left_behind",
-                request=RunRequest(
-                    test_source=GitSource(git_repo="/r", git_branch="main"),
-                    test_pattern="tests/*.ts",
-                ),
-                status=RunStatus.RUNNING,
-                created_at=time.time(),
-            )
-        )
-
-    async with TestClient(TestServer(make_app(settings=settings))) as restarted:
-        key = await create_key(restarted.app[DB], name="t")
-        response = await restarted.get(
-            "/api/runs/run_left_behind", headers={"Authorization": f"Bearer {key}"}
-        )
-        run = await response.json()
-
-    assert run["status"] == "errored"
-    assert "restarted" in run["reason"]
