@@ -350,6 +350,12 @@ class RunExecution:
                 slot.host, self.prepared.payload, job, results, progress
             )
         except HostError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The connection broke because the run is being stopped (a
+                # cancel racing a command): that is a cancellation, not a loss.
+                await asyncio.shield(self._store_unfinished(results))
+                raise asyncio.CancelledError from exc
             await self.db.save_batch(
                 self.run.id, number, slot.index, [_item_json(i) for i in items], "lost"
             )

@@ -1,0 +1,185 @@
+"""Scheduling rules with real hosts: exactly once, retries, hangs, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from controlplane.api.appkeys import ENGINE
+from tests.conftest import (
+    WaitForRun,
+    make_repo,
+    run_body,
+    spec,
+    tiny_suite,
+    traceloom_processes,
+)
+
+pytestmark = pytest.mark.e2e
+
+QUICK = spec(("adds", "expect(1 + 1).toBe(2);"))
+RETRY_CONFIG = """\
+import { defineConfig } from '@playwright/test';
+export default defineConfig({ testDir: 'tests', workers: 1, retries: 2 });
+"""
+HANGING_TEARDOWN_CONFIG = """\
+import { defineConfig } from '@playwright/test';
+export default defineConfig({ testDir: 'tests', workers: 1,
+  globalTeardown: './teardown.ts' });
+"""
+
+
+async def _post(
+    client: TestClient[Any, Any], auth: dict[str, str], body: dict[str, Any]
+) -> str:
+    response = await client.post("/api/runs", json=body, headers=auth)
+    assert response.status == 201, await response.text()
+    run_id: str = (await response.json())["id"]
+    return run_id
+
+
+async def _tests(
+    client: TestClient[Any, Any], auth: dict[str, str], run_id: str
+) -> list[dict[str, Any]]:
+    response = await client.get(f"/api/runs/{run_id}/tests", headers=auth)
+    tests: list[dict[str, Any]] = (await response.json())["tests"]
+    return tests
+
+
+async def test_more_hosts_than_files_gives_empty_successful_shards(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """serverCount 3 with one file: one host runs it, two shards pass empty."""
+    repo = make_repo(tmp_path / "repo", tiny_suite({"tests/a.spec.ts": QUICK}))
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo, serverCount=3)))
+
+    assert run["status"] == "passed"
+    assert [s["status"] for s in run["shards"]] == ["passed"] * 3
+    assert [s["counts"]["total"] for s in run["shards"]] == [1, 0, 0]
+    assert [s["host"] is None for s in run["shards"]] == [False, True, True]
+
+
+async def test_flaky_test_keeps_every_attempt(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """The suite's own retries: fail, fail, pass is flaky with 3 attempts."""
+    flaky = spec(("flaky", "expect(test.info().retry).toBe(2);"))
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite({"tests/a.spec.ts": flaky, "playwright.config.ts": RETRY_CONFIG}),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo)))
+    [test] = await _tests(client, auth, run["id"])
+
+    assert run["status"] == "passed"
+    assert run["counts"]["flaky"] == 1
+    assert test["status"] == "flaky"
+    assert [(a["retry"], a["status"]) for a in test["attempts"]] == [
+        (0, "failed"),
+        (1, "failed"),
+        (2, "passed"),
+    ]
+
+
+async def test_tests_lost_with_a_crashed_runner_are_did_not_run(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """Playwright killed mid-shard: unreported tests are didNotRun, not passed."""
+    crash = "process.kill(process.ppid, 'SIGKILL'); await new Promise(() => {});"
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {
+                "tests/a.spec.ts": spec(
+                    ("first", "expect(1).toBe(1);"),
+                    ("crashes the runner", crash),
+                    ("never reported", "expect(1).toBe(1);"),
+                )
+            }
+        ),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo)))
+    statuses = {t["title"]: t["status"] for t in await _tests(client, auth, run["id"])}
+
+    assert run["status"] == "errored"
+    assert "never reported" in run["reason"]
+    assert statuses == {
+        "first": "passed",
+        "crashes the runner": "didNotRun",
+        "never reported": "didNotRun",
+    }
+    assert not traceloom_processes(run["id"])
+
+
+async def test_hung_playwright_is_stopped_at_the_timeout_keeping_results(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """Every test reported, then a teardown that never ends: stopped as hung."""
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {
+                "tests/a.spec.ts": QUICK,
+                "playwright.config.ts": HANGING_TEARDOWN_CONFIG,
+                "teardown.ts": "export default async () => {\n"
+                "  await new Promise(() => setInterval(() => {}, 1_000));\n"
+                "};\n",
+            }
+        ),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo, timeout=10)))
+
+    assert run["status"] == "timed_out"
+    assert "hung" in run["shards"][0]["reason"]
+    assert run["counts"]["passed"] == 1
+    assert run["counts"]["didNotRun"] == 0
+    assert not traceloom_processes(run["id"])
+
+
+async def test_cancel_stops_every_host_within_seconds(
+    client: TestClient[Any, Any], auth: dict[str, str], tmp_path: Path
+) -> None:
+    """A cancelled run ends cancelled, with no host process left, quickly."""
+    wait = "await new Promise((r) => setTimeout(r, 120_000));"
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite({f"tests/{n}.spec.ts": spec((n, wait)) for n in ("a", "b")}),
+    )
+    run_id = await _post(client, auth, run_body(repo, serverCount=2))
+    for _ in range(300):
+        run = await (await client.get(f"/api/runs/{run_id}", headers=auth)).json()
+        if run["firstTestAt"]:
+            break
+        await asyncio.sleep(0.1)
+
+    started = time.monotonic()
+    cancelled = await client.app[ENGINE].cancel(run_id)
+    took_s = time.monotonic() - started
+    run = await (await client.get(f"/api/runs/{run_id}", headers=auth)).json()
+
+    assert cancelled
+    assert took_s < 15
+    assert run["status"] == "cancelled"
+    assert {s["status"] for s in run["shards"]} == {"cancelled"}
+    assert not traceloom_processes(run_id)
