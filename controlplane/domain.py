@@ -49,6 +49,8 @@ class ShardStatus(enum.StrEnum):
 
 
 class TestStatus(enum.StrEnum):
+    __test__ = False  # a status, not a pytest test class
+
     PASSED = "passed"
     FAILED = "failed"
     FLAKY = "flaky"
