@@ -29,6 +29,9 @@ class Settings:
     local_idle_timeout_s: float = 120.0
     max_server_count: int = 8
     chromium_path: str = ""
+    # Whether gitRepo may be a path on the control plane's own disk. Handy on
+    # one machine; turn it off where API users must not read local folders.
+    allow_local_repos: bool = True
     log_format: str = "console"
     log_level: str = "info"
     poll_interval_s: float = 0.5
@@ -83,6 +86,10 @@ def settings_from_env(
 
 
 def _convert(kind: object, raw: str) -> object:
+    if kind in (bool, "bool"):
+        if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"not a boolean: {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
     if kind in (int, "int"):
         return int(raw)
     if kind in (float, "float"):

@@ -175,7 +175,7 @@ def report(
         if test["status"] not in ("passed",):
             print(f"  {test['status']:<9} {test['file']}: {test['title']}")
     print(f"artifacts: {data_dir / 'artifacts' / run['id']}")
-    print(f"run record: {run['url']} (while the server runs)")
+    print(f"server log: {data_dir / 'server.log'}")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
 from controlplane.fleet.local import LocalProvider
+from controlplane.logs import get_logger
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
+
+log = get_logger(__name__)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -59,6 +62,12 @@ def make_app(
                 ),
             )
             app[ENGINE] = engine
+            if settings.fleet == "local" and not settings.chromium_path:
+                log.warning(
+                    "browsers.no_chromium_path",
+                    detail="TRACELOOM_CHROMIUM_PATH is not set: local hosts use"
+                    " Playwright's own downloaded browsers, if any",
+                )
             await engine.recover()
             try:
                 yield

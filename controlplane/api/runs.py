@@ -138,6 +138,8 @@ async def _read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest({"body": "is not valid JSON"}) from None
+    except RecursionError:
+        raise InvalidRequest({"body": "is nested too deeply"}) from None
 
 
 @routes.post("/api/runs")
@@ -150,9 +152,7 @@ async def create_run(request: web.Request) -> web.Response:
     run = Run(
         id=new_id("run_"), request=body, status=RunStatus.QUEUED, created_at=time.time()
     )
-    await request.app[DB].insert_run(run)
-    log.info("run.created", run_id=run.id, servers=body.server_count)
-    request.app[ENGINE].start(run.id)
+    await request.app[ENGINE].submit(run)
     return web.json_response(
         {
             "id": run.id,

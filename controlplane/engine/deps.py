@@ -9,7 +9,6 @@ frozen (``npm ci``) and without downloading Playwright's own browsers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import attrs
 
+from controlplane.engine.commands import run_command
 from controlplane.errors import SourceError
 from controlplane.logs import get_logger, redact_text
 
@@ -33,27 +33,34 @@ class Dependencies:
 
 
 async def _output(*argv: str, cwd: Path | None = None, timeout_s: float = 60) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1", "CI": "1"},
-        start_new_session=True,
-    )
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
-    except (TimeoutError, asyncio.CancelledError):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 9)
-        await process.wait()
-        raise
-    text = out.decode(errors="replace")
-    if process.returncode != 0:
-        tail = redact_text(text.strip())[-1500:]
-        raise SourceError(f"{' '.join(argv[:2])} failed: {tail}")
+        done = await run_command(
+            list(argv),
+            cwd=cwd,
+            env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1", "CI": "1"},
+            timeout_s=timeout_s,
+            merge_stderr=True,
+        )
+    except TimeoutError:
+        raise SourceError(f"{' '.join(argv[:2])} took over {timeout_s:.0f}s") from None
+    text = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise SourceError(f"{' '.join(argv[:2])} failed: {_npm_reason(text)}")
     return text
+
+
+def _npm_reason(output: str) -> str:
+    """npm's error lines (``npm error ...``), without its usage text."""
+    lines = redact_text(output).splitlines()
+    errors = [
+        line.removeprefix("npm error").removeprefix("npm ERR!").strip()
+        for line in lines
+        if line.startswith(("npm error", "npm ERR!"))
+    ]
+    errors = [
+        e for e in errors if e and not e.startswith(("A complete log", 'Run "npm'))
+    ]
+    return " ".join(errors)[:1500] or redact_text(output.strip())[-1500:]
 
 
 def _publish(staging: Path, entry: Path) -> None:

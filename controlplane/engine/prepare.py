@@ -102,7 +102,9 @@ async def prepare_run(
     await asyncio.to_thread(shutil.rmtree, workdir, True)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     sha = await source.clone(
-        repo=request.test_source.git_repo,
+        repo=source.with_credentials(
+            request.test_source.git_repo, await db.credential(run.id)
+        ),
         branch=request.test_source.git_branch,
         commit=commit or request.commit_sha,
         dest=checkout,

@@ -18,7 +18,11 @@ from controlplane.errors import SourceError
 
 FILE_NAME = "traceloom.yml"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESERVED = ("TRACELOOM_", "PLAYWRIGHT_BROWSERS_PATH")
+_RESERVED_PREFIXES = ("TRACELOOM_", "PLAYWRIGHT_BLOB_")
+# Set by the host or the harness; a suite overriding them would break the run.
+_RESERVED_NAMES = frozenset(
+    {"PATH", "HOME", "CI", "PLAYWRIGHT_BROWSERS_PATH", "PW_TEST_HTML_REPORT_OPEN"}
+)
 _KNOWN_KEYS = frozenset({"env"})
 
 
@@ -71,7 +75,7 @@ def _env(raw: Any) -> dict[str, str]:
     for name, value in raw.items():
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             raise SourceError(f"{FILE_NAME}: env name {name!r} is not a valid variable")
-        if name.startswith(_RESERVED):
+        if name.startswith(_RESERVED_PREFIXES) or name in _RESERVED_NAMES:
             raise SourceError(f"{FILE_NAME}: env name {name!r} is reserved")
         if isinstance(value, dict | list) or value is None:
             raise SourceError(f"{FILE_NAME}: env {name} must be a plain value")

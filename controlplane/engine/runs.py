@@ -21,6 +21,7 @@ import structlog
 
 from controlplane.domain import (
     Counts,
+    GitSource,
     Run,
     RunStatus,
     Shard,
@@ -30,7 +31,8 @@ from controlplane.engine import history
 from controlplane.engine.deps import DependencyCache
 from controlplane.engine.execution import RunExecution
 from controlplane.engine.prepare import Prepared, prepare_run
-from controlplane.errors import RunFailure
+from controlplane.engine.source import is_local_repo, split_credentials
+from controlplane.errors import InvalidRequest, RunFailure
 from controlplane.fleet.base import FleetProvider
 from controlplane.logs import get_logger
 from controlplane.remote.dispatch import Dispatcher
@@ -84,6 +86,26 @@ class RunEngine:
         self._cancelled: set[str] = set()
 
     # -- lifecycle --------------------------------------------------------
+
+    async def submit(self, run: Run) -> None:
+        """Store a new run and start it; credentials in its URL are kept apart."""
+        source_ = run.request.test_source
+        local = isinstance(source_, GitSource) and is_local_repo(source_.git_repo)
+        if local and not self.settings.allow_local_repos:
+            raise InvalidRequest(
+                {"testSource.gitRepo": "must be a remote URL on this control plane"}
+            )
+        if isinstance(source_, GitSource):
+            clean, credential = split_credentials(source_.git_repo)
+            if credential is not None:
+                run.request.test_source = attrs.evolve(source_, git_repo=clean)
+        else:
+            credential = None
+        await self.db.insert_run(run)
+        if credential is not None:
+            await self.db.save_credential(run.id, credential)
+        log.info("run.created", run_id=run.id, servers=run.request.server_count)
+        self.start(run.id)
 
     def start(self, run_id: str, *, resume: bool = False) -> None:
         task = asyncio.create_task(
@@ -191,6 +213,7 @@ class RunEngine:
                 log.exception("run.listener_failed", listener=type(listener).__name__)
 
     async def _finish(self, run_id: str, status: RunStatus, reason: str | None) -> None:
+        await self.db.forget_credential(run_id)
         await self._mark_unrun(run_id)
         counts = Counts()
         for result in await self.db.tests(run_id):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+from controlplane.engine.commands import run_command
 from controlplane.errors import SourceError
 from controlplane.logs import redact_text
 
@@ -19,35 +20,58 @@ _GIT_ENV = {
 }
 
 
+def _reason(stderr: bytes, fallback: str) -> str:
+    """git's own words: its ``fatal:``/``error:`` lines, else its last lines."""
+    text = redact_text(stderr.decode(errors="replace"))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    chosen = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    chosen = chosen or lines[-3:]
+    return " ".join(chosen)[:1000] or fallback
+
+
 async def _git(*args: str, cwd: Path | None = None, timeout_s: float) -> str:
-    env = {**os.environ, **_GIT_ENV}
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise SourceError(f"git {args[0]} took over {timeout_s:.0f}s") from None
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        message = redact_text(stderr.decode(errors="replace").strip())
-        raise SourceError(
-            message.splitlines()[-1] if message else f"git {args[0]} failed"
+        done = await run_command(
+            ["git", *args], cwd=cwd, env={**os.environ, **_GIT_ENV}, timeout_s=timeout_s
         )
-    return stdout.decode().strip()
+    except TimeoutError:
+        raise SourceError(f"git {args[0]} took over {timeout_s:.0f}s") from None
+    if done.returncode != 0:
+        raise SourceError(_reason(done.stderr, f"git {args[0]} failed"))
+    return done.stdout.decode().strip()
+
+
+_SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
+
+
+def is_local_repo(repo: str) -> bool:
+    """A path or ``file://`` URL: something on the control plane's own disk."""
+    if "://" not in repo and _SCP_LIKE.match(repo):
+        return False  # git@host:org/repo.git
+    return urlsplit(repo).scheme.lower() in ("", "file")
+
+
+def split_credentials(repo: str) -> tuple[str, str | None]:
+    """``https://user:token@host/r.git`` -> (``https://host/r.git``, ``user:token``).
+
+    Runs keep the URL without its credentials; the credentials are kept
+    apart for the clone only and deleted when the run ends.
+    """
+    parts = urlsplit(repo)
+    if not parts.scheme or "@" not in parts.netloc or parts.scheme in ("ssh", "git"):
+        return repo, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(
+        (parts.scheme, host, parts.path, parts.query, parts.fragment)
+    ), userinfo
+
+
+def with_credentials(repo: str, credential: str | None) -> str:
+    if not credential:
+        return repo
+    parts = urlsplit(repo)
+    netloc = f"{credential}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 async def clone(

@@ -102,6 +102,8 @@ class LocalProvider:
         self.chromium_path = chromium_path
         self.netns = detect_netns() if netns is None else netns
         self._live: dict[str, list[_LocalHostProcess]] = {}
+        self._starting = 0
+        self._next_index: dict[str, int] = {}
         self._capacity = asyncio.Condition()
         if self.netns == "off":
             log.warning(
@@ -112,7 +114,8 @@ class LocalProvider:
 
     @property
     def live_count(self) -> int:
-        return sum(len(hosts) for hosts in self._live.values())
+        """Hosts running or being started, over every run."""
+        return sum(len(hosts) for hosts in self._live.values()) + self._starting
 
     async def acquire(self, run_id: str, count: int) -> list[Host]:
         if count > self.max_hosts:
@@ -125,21 +128,28 @@ class LocalProvider:
             await self._capacity.wait_for(
                 lambda: self.live_count + count <= self.max_hosts
             )
-            first = len(self._live.setdefault(run_id, []))
+            # Claimed now, before any host is up, so that runs asking at the
+            # same moment cannot all pass the check.
+            self._starting += count
+            self._live.setdefault(run_id, [])
+            first = self._next_index.get(run_id, 0)
+            self._next_index[run_id] = first + count
         client_key = asyncssh.generate_private_key("ssh-ed25519")
         try:
             starts = [self._start(run_id, first + i, client_key) for i in range(count)]
-            for started in await asyncio.gather(*starts, return_exceptions=True):
-                if isinstance(started, BaseException):
-                    raise started
-        except BaseException:
+            results = await asyncio.gather(*starts, return_exceptions=True)
+        finally:
+            # Started hosts are in _live now; failed ones are not anywhere.
+            self._starting -= count
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
             await self.release(run_id)
-            raise
-        return [p.host for p in self._live[run_id][first:]]
+            raise failures[0]
+        return [h for h in results if isinstance(h, Host)]
 
     async def _start(
         self, run_id: str, index: int, client_key: asyncssh.SSHKey
-    ) -> None:
+    ) -> Host:
         name = f"{run_id}-h{index}"
         folder = self.hosts_dir / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -190,6 +200,7 @@ class LocalProvider:
         )
         self._live[run_id].append(_LocalHostProcess(host, folder, process))
         log.info("host.started", host=name, port=port, netns=self.netns)
+        return host
 
     async def _prune_dead(self, run_id: str) -> None:
         """Clean up hosts of ``run_id`` that died, freeing their capacity."""
@@ -202,6 +213,7 @@ class LocalProvider:
 
     async def release(self, run_id: str) -> None:
         hosts = self._live.pop(run_id, [])
+        self._next_index.pop(run_id, None)
         await asyncio.gather(*(self._stop(h) for h in hosts))
         async with self._capacity:
             self._capacity.notify_all()
@@ -238,6 +250,8 @@ class LocalProvider:
         for host in hosts:
             adopted.append(_LocalHostProcess(host, Path(host.work_root)))
             log.info("host.adopted", host=host.name, alive=adopted[-1].alive())
+            index = int(host.name.rsplit("-h", 1)[-1])
+            self._next_index[run_id] = max(self._next_index.get(run_id, 0), index + 1)
 
     async def close(self) -> None:
         for run_id in list(self._live):

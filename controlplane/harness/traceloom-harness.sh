@@ -104,8 +104,6 @@ cmd_run() {
     export PLAYWRIGHT_BLOB_OUTPUT_DIR="$dir/blob"
     export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$(cat "$dir/index" 2>/dev/null || echo 0).zip"
     export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never
-    # shellcheck disable=SC1091
-    [ -f "$dir/env.sh" ] && . "$dir/env.sh"
 
     (
         sleep "$timeout_s"
@@ -140,8 +138,14 @@ cmd_run() {
     done <"$dir/args"
     code=127
     if playwright=$(find_playwright "$(pwd)"); then
-        "$playwright" test --reporter="$HARNESS_DIR/reporter.cjs,blob" \
-            --output="$dir/test-results" "$@" </dev/null >>"$dir/playwright.log" 2>&1
+        # The suite's variables apply to Playwright only, never to the
+        # harness's own commands (a suite's PATH cannot break the watchdog).
+        (
+            # shellcheck disable=SC1091
+            [ -f "$dir/env.sh" ] && . "$dir/env.sh"
+            exec "$playwright" test --reporter="$HARNESS_DIR/reporter.cjs,blob" \
+                --output="$dir/test-results" "$@"
+        ) </dev/null >>"$dir/playwright.log" 2>&1
         code=$?
     else
         echo "no node_modules/.bin/playwright at or above $(pwd)" >>"$dir/playwright.log"

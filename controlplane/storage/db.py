@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS batches (
     status TEXT NOT NULL,
     PRIMARY KEY (run_id, number)
 );
+CREATE TABLE IF NOT EXISTS run_credentials (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    git_credential TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS file_costs (
     suite TEXT NOT NULL,
     file TEXT NOT NULL,
@@ -150,6 +154,9 @@ class Database:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows (a run's git credentials) are overwritten, not left
+            # in free pages of the file.
+            await conn.execute("PRAGMA secure_delete=ON")
             await conn.executescript(SCHEMA)
             yield cls(conn)
 
@@ -234,6 +241,31 @@ class Database:
             " WHERE id = ?",
             (at, at, run_id),
         )
+
+    # -- credentials of a run's source, kept apart and only while it runs -
+
+    async def save_credential(self, run_id: str, credential: str) -> None:
+        await self._conn.execute(
+            "INSERT OR REPLACE INTO run_credentials (run_id, git_credential)"
+            " VALUES (?, ?)",
+            (run_id, credential),
+        )
+
+    async def credential(self, run_id: str) -> str | None:
+        cursor = await self._conn.execute(
+            "SELECT git_credential FROM run_credentials WHERE run_id = ?", (run_id,)
+        )
+        row = await cursor.fetchone()
+        return None if row is None else str(row["git_credential"])
+
+    async def forget_credential(self, run_id: str) -> None:
+        cursor = await self._conn.execute(
+            "DELETE FROM run_credentials WHERE run_id = ?", (run_id,)
+        )
+        if cursor.rowcount:
+            # Old copies of the page live in the write-ahead log until it is
+            # checkpointed and truncated.
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- hosts and batches, to take a run up again after a restart ----------
 

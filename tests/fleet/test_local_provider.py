@@ -16,6 +16,12 @@ from controlplane.fleet.local import LocalProvider, detect_netns
 from controlplane.remote.ssh import HostConnection
 from tests.conftest import traceloom_processes
 
+# Run ids unique to this test process: another session's hosts are not ours.
+RUNS = {
+    name: f"{name}_{os.getpid()}"
+    for name in ("run_a", "run_b", "run_big", "run_c1", "run_c2")
+}
+
 
 @pytest.fixture
 async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
@@ -28,7 +34,7 @@ async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
 
 async def test_host_runs_commands_in_its_own_folder(provider: LocalProvider) -> None:
     """A started host answers over SSH with the key it was made with."""
-    [host] = await provider.acquire("run_a", 1)
+    [host] = await provider.acquire(RUNS["run_a"], 1)
     conn = await HostConnection.open(host)
 
     done = await conn.run("pwd; echo $HOME")
@@ -40,7 +46,7 @@ async def test_host_runs_commands_in_its_own_folder(provider: LocalProvider) -> 
 
 async def test_wrong_host_key_is_refused(provider: LocalProvider) -> None:
     """The client accepts only the host key it knew before connecting."""
-    [host] = await provider.acquire("run_a", 1)
+    [host] = await provider.acquire(RUNS["run_a"], 1)
     impostor = asyncssh.generate_private_key("ssh-ed25519").convert_to_public()
 
     with pytest.raises(HostError, match="cannot reach"):
@@ -49,7 +55,7 @@ async def test_wrong_host_key_is_refused(provider: LocalProvider) -> None:
 
 async def test_wrong_client_key_is_refused(provider: LocalProvider) -> None:
     """The host accepts only the run's client key."""
-    [host] = await provider.acquire("run_a", 1)
+    [host] = await provider.acquire(RUNS["run_a"], 1)
     stranger = asyncssh.generate_private_key("ssh-ed25519")
 
     with pytest.raises(HostError, match="cannot reach"):
@@ -60,7 +66,7 @@ async def test_failing_command_carries_host_status_and_output(
     provider: LocalProvider,
 ) -> None:
     """A remote error names the host, the command, its status and output."""
-    [host] = await provider.acquire("run_a", 1)
+    [host] = await provider.acquire(RUNS["run_a"], 1)
     conn = await HostConnection.open(host)
 
     with pytest.raises(HostError) as caught:
@@ -76,7 +82,7 @@ async def test_failing_command_carries_host_status_and_output(
 @pytest.mark.skipif(detect_netns() == "off", reason="network namespaces not allowed")
 async def test_hosts_can_bind_the_same_port(provider: LocalProvider) -> None:
     """Two hosts' commands listen on one fixed port at once (own netns each)."""
-    hosts = await provider.acquire("run_a", 2)
+    hosts = await provider.acquire(RUNS["run_a"], 2)
     conns = [await HostConnection.open(h) for h in hosts]
     listen = (
         "python3 -c 'import socket,time; s=socket.socket();"
@@ -95,17 +101,17 @@ async def test_release_stops_hosts_and_their_processes(
     provider: LocalProvider,
 ) -> None:
     """After release no host process and nothing a host started is alive."""
-    hosts = await provider.acquire("run_a", 2)
+    hosts = await provider.acquire(RUNS["run_a"], 2)
     for host in hosts:
         conn = await HostConnection.open(host)
         # A detached sleeper, as a harness would leave behind.
         await conn.run("setsid sleep 300 </dev/null >/dev/null 2>&1 &")
         await conn.close()
 
-    assert traceloom_processes("run_a")
-    await provider.release("run_a")
+    assert traceloom_processes(RUNS["run_a"])
+    await provider.release(RUNS["run_a"])
 
-    assert not traceloom_processes("run_a")
+    assert not traceloom_processes(RUNS["run_a"])
     assert not any(os.path.exists(h.work_root) for h in hosts)  # noqa: ASYNC240
     with pytest.raises(HostError):
         await HostConnection.open(hosts[0], timeout_s=3)
@@ -114,17 +120,34 @@ async def test_release_stops_hosts_and_their_processes(
 async def test_cap_refuses_more_hosts_than_allowed(provider: LocalProvider) -> None:
     """A run asking for more hosts than the cap gets a clear error."""
     with pytest.raises(HostError, match="cap of 3"):
-        await provider.acquire("run_big", 4)
+        await provider.acquire(RUNS["run_big"], 4)
 
 
 async def test_runs_wait_for_capacity(provider: LocalProvider) -> None:
     """A second run waits until the first releases its hosts."""
-    await provider.acquire("run_a", 2)
-    second = asyncio.create_task(provider.acquire("run_b", 2))
+    await provider.acquire(RUNS["run_a"], 2)
+    second = asyncio.create_task(provider.acquire(RUNS["run_b"], 2))
     await asyncio.sleep(0.5)
 
     assert not second.done()
-    await provider.release("run_a")
+    await provider.release(RUNS["run_a"])
     hosts = await asyncio.wait_for(second, 20)
 
     assert len(hosts) == 2
+
+
+async def test_cap_holds_for_runs_asking_at_the_same_moment(
+    provider: LocalProvider,
+) -> None:
+    """Concurrent acquires never have more hosts starting or up than the cap."""
+    first = asyncio.create_task(provider.acquire(RUNS["run_c1"], 2))
+    second = asyncio.create_task(provider.acquire(RUNS["run_c2"], 2))
+    await asyncio.sleep(0.05)
+
+    assert provider.live_count <= provider.max_hosts
+    done, pending = await asyncio.wait({first, second}, timeout=20)
+    assert len(done) == 1
+    assert len(pending) == 1
+    await provider.release(RUNS["run_c1"] if first in done else RUNS["run_c2"])
+    await asyncio.wait_for(pending.pop(), 20)
+    assert provider.live_count == 2

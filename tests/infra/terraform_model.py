@@ -157,11 +157,24 @@ class Module:
             if kind == type_name
         }
 
+    @cached_property
+    def moved(self) -> list[dict[str, str]]:
+        """``moved`` blocks as {"from": address, "to": address}, ``${}`` removed."""
+        return [
+            {key: unwrap(address) for key, address in block.items()}
+            for _, block in self._blocks("moved")
+        ]
+
     def references(self) -> list[Reference]:
-        """Every var/local/module/data/resource reference in the module."""
+        """Every var/local/module/data/resource reference in the module.
+
+        ``moved`` blocks are left out: their addresses name where resources
+        used to be, which by design no longer resolves.
+        """
         found: list[Reference] = []
         for file_name, parsed in self.files.items():
-            for text in iter_strings(parsed):
+            expressions = {kind: v for kind, v in parsed.items() if kind != "moved"}
+            for text in iter_strings(expressions):
                 if "${" not in text:
                     continue
                 found.extend(_references_in(text, file_name))
@@ -189,11 +202,21 @@ def _references_in(text: str, file_name: str) -> Iterator[Reference]:
 
 
 def module_dirs() -> list[Path]:
-    """The root module, every submodule and every example, in a fixed order."""
+    """The root module, every submodule and every example, in a fixed order.
+
+    Submodules are those under ``modules/`` and the internal ones nested in
+    them (``modules/storage/modules/data-bucket``).
+    """
     dirs = [TERRAFORM_ROOT]
-    dirs += sorted(p for p in (TERRAFORM_ROOT / "modules").iterdir() if p.is_dir())
-    dirs += sorted(p for p in (TERRAFORM_ROOT / "examples").iterdir() if p.is_dir())
+    for submodule in _subfolders(TERRAFORM_ROOT / "modules"):
+        dirs += [submodule, *_subfolders(submodule / "modules")]
+    dirs += _subfolders(TERRAFORM_ROOT / "examples")
     return dirs
+
+
+def _subfolders(path: Path) -> list[Path]:
+    """Folders directly inside ``path`` (none if it does not exist), sorted."""
+    return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
 
 def module_id(path: Path) -> str:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 import pytest
-from terraform_model import Module, unwrap
+from terraform_model import Module, module_id, unwrap
 
 MANAGED_TAG = "traceloom:managed"
 
@@ -406,6 +406,58 @@ def _port_ranges(rule: dict[str, Any], module: Module) -> list[tuple[int, int]]:
 
 
 STORAGE_BUCKETS = ["artifacts", "sources", "logs"]
+DATA_BUCKETS = ["artifacts", "sources"]
+DATA_BUCKET_MODULE = "modules/storage/modules/data-bucket"
+
+
+def _declaration(load_module: dict[str, Module], bucket: str) -> tuple[Module, str]:
+    """The module that declares a bucket's resources, and their name in it.
+
+    The logs bucket is declared in the storage module itself; each data
+    bucket is a call of modules/data-bucket, whose resources are all "this".
+    """
+    storage = load_module["modules/storage"]
+    if bucket not in storage.module_calls:
+        return storage, bucket
+    source = storage.local_module_source(bucket)
+    assert source is not None, f"{bucket}: modules here are local"
+    return load_module[module_id(source)], "this"
+
+
+def _in_storage(load_module: dict[str, Module], bucket: str, expression: Any) -> Any:
+    """An expression of the bucket's resources as the storage module sets it.
+
+    Inside modules/data-bucket, ``var.X`` is what the storage module's call
+    of that bucket passes as X; anything else stays as it is.
+    """
+    expression = unwrap(expression)
+    calls = load_module["modules/storage"].module_calls
+    if (
+        bucket in calls
+        and isinstance(expression, str)
+        and expression.startswith("var.")
+    ):
+        return unwrap(calls[bucket][expression.removeprefix("var.")])
+    return expression
+
+
+def _expiration_days(rule: dict[str, Any]) -> Any:
+    """The days after which a lifecycle rule expires current objects, if it does.
+
+    A plain ``expiration`` block gives them directly; modules/data-bucket
+    writes the block only when var.expiration_days is set.
+    """
+    if "expiration" in rule:
+        return rule["expiration"][0]["days"]
+    for dynamic in rule.get("dynamic", []):
+        if "expiration" in dynamic:
+            block = dynamic["expiration"]
+            assert block["for_each"] == (
+                "${var.expiration_days == null ? [] : [var.expiration_days]}"
+            )
+            assert block["content"][0]["days"] == "${expiration.value}"
+            return "var.expiration_days"
+    return None
 
 
 class TestBuckets:
@@ -416,16 +468,33 @@ class TestBuckets:
         """The storage module."""
         return load_module["modules/storage"]
 
-    def test_module_declares_exactly_these_buckets(self, storage: Module) -> None:
+    def test_module_declares_exactly_these_buckets(
+        self, storage: Module, load_module: dict[str, Module]
+    ) -> None:
         """The bucket list the other tests walk is the module's whole list."""
-        assert sorted(storage.resources_of("aws_s3_bucket")) == sorted(STORAGE_BUCKETS)
+        data_bucket = load_module[DATA_BUCKET_MODULE]
+
+        called = {
+            call: _declaration(load_module, call)[0] for call in storage.module_calls
+        }
+
+        assert sorted([*storage.resources_of("aws_s3_bucket"), *called]) == sorted(
+            STORAGE_BUCKETS
+        )
+        assert sorted(called) == DATA_BUCKETS
+        assert all(module is data_bucket for module in called.values())
+        assert list(data_bucket.resources_of("aws_s3_bucket")) == ["this"]
+        assert data_bucket.module_calls == {}
 
     @pytest.mark.parametrize("bucket", STORAGE_BUCKETS)
-    def test_public_access_is_blocked(self, storage: Module, bucket: str) -> None:
+    def test_public_access_is_blocked(
+        self, load_module: dict[str, Module], bucket: str
+    ) -> None:
         """All four public access block settings are on."""
-        block = storage.resources[("aws_s3_bucket_public_access_block", bucket)]
+        module, name = _declaration(load_module, bucket)
+        block = module.resources[("aws_s3_bucket_public_access_block", name)]
 
-        assert unwrap(block["bucket"]) == f"aws_s3_bucket.{bucket}.id"
+        assert unwrap(block["bucket"]) == f"aws_s3_bucket.{name}.id"
         assert all(
             block[key] is True
             for key in (
@@ -438,11 +507,12 @@ class TestBuckets:
 
     @pytest.mark.parametrize("bucket", STORAGE_BUCKETS)
     def test_policy_denies_requests_without_tls(
-        self, storage: Module, bucket: str
+        self, load_module: dict[str, Module], bucket: str
     ) -> None:
         """The bucket policy denies every request with aws:SecureTransport = false."""
-        policy = storage.resources[("aws_s3_bucket_policy", bucket)]
-        document = storage.data_sources[
+        module, name = _declaration(load_module, bucket)
+        policy = module.resources[("aws_s3_bucket_policy", name)]
+        document = module.data_sources[
             ("aws_iam_policy_document", unwrap(policy["policy"]).split(".")[2])
         ]
 
@@ -455,68 +525,99 @@ class TestBuckets:
             and s["principals"][0]["identifiers"] == ["*"]
         ]
 
-        assert unwrap(policy["bucket"]) == f"aws_s3_bucket.{bucket}.id"
+        assert unwrap(policy["bucket"]) == f"aws_s3_bucket.{name}.id"
         assert len(tls_denials) == 1
         assert len(tls_denials[0]["resources"]) == 2  # the bucket and its objects
 
     @pytest.mark.parametrize("bucket", STORAGE_BUCKETS)
-    def test_ownership_is_enforced(self, storage: Module, bucket: str) -> None:
+    def test_ownership_is_enforced(
+        self, load_module: dict[str, Module], bucket: str
+    ) -> None:
         """ACLs are disabled: the bucket owner owns every object."""
-        controls = storage.resources[("aws_s3_bucket_ownership_controls", bucket)]
+        module, name = _declaration(load_module, bucket)
+        controls = module.resources[("aws_s3_bucket_ownership_controls", name)]
 
         assert controls["rule"][0]["object_ownership"] == "BucketOwnerEnforced"
 
     @pytest.mark.parametrize("bucket", STORAGE_BUCKETS)
     def test_incomplete_multipart_uploads_are_aborted(
-        self, storage: Module, bucket: str
+        self, load_module: dict[str, Module], bucket: str
     ) -> None:
         """Every lifecycle rule cleans up abandoned multipart uploads."""
-        lifecycle = storage.resources[("aws_s3_bucket_lifecycle_configuration", bucket)]
+        module, name = _declaration(load_module, bucket)
+        lifecycle = module.resources[("aws_s3_bucket_lifecycle_configuration", name)]
 
         assert all(
             "abort_incomplete_multipart_upload" in rule for rule in lifecycle["rule"]
         )
 
     @pytest.mark.parametrize("bucket", STORAGE_BUCKETS)
-    def test_versioning_is_enabled(self, storage: Module, bucket: str) -> None:
+    def test_versioning_is_enabled(
+        self, load_module: dict[str, Module], bucket: str
+    ) -> None:
         """Overwritten and deleted objects stay recoverable until versions expire."""
-        versioning = storage.resources[("aws_s3_bucket_versioning", bucket)]
+        module, name = _declaration(load_module, bucket)
+        versioning = module.resources[("aws_s3_bucket_versioning", name)]
 
         assert versioning["versioning_configuration"][0]["status"] == "Enabled"
 
-    @pytest.mark.parametrize("bucket", ["artifacts", "sources"])
+    @pytest.mark.parametrize("bucket", DATA_BUCKETS)
     def test_data_buckets_are_encrypted_with_the_kms_key(
-        self, storage: Module, bucket: str
+        self, load_module: dict[str, Module], bucket: str
     ) -> None:
         """Artifacts and suites are encrypted with the deployment's KMS key."""
-        sse = storage.resources[
-            ("aws_s3_bucket_server_side_encryption_configuration", bucket)
+        module, name = _declaration(load_module, bucket)
+        sse = module.resources[
+            ("aws_s3_bucket_server_side_encryption_configuration", name)
         ]
 
         default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
 
         assert default["sse_algorithm"] == "aws:kms"
-        assert unwrap(default["kms_master_key_id"]) == "var.kms_key_arn"
+        assert (
+            _in_storage(load_module, bucket, default["kms_master_key_id"])
+            == "var.kms_key_arn"
+        )
 
-    @pytest.mark.parametrize("bucket", ["artifacts", "sources"])
+    @pytest.mark.parametrize("bucket", DATA_BUCKETS)
     def test_data_buckets_log_access_to_the_logs_bucket(
-        self, storage: Module, bucket: str
+        self, load_module: dict[str, Module], bucket: str
     ) -> None:
         """S3 server access logs of the data buckets land in the logs bucket."""
-        logging = storage.resources[("aws_s3_bucket_logging", bucket)]
+        module, name = _declaration(load_module, bucket)
+        logging = module.resources[("aws_s3_bucket_logging", name)]
 
-        assert unwrap(logging["target_bucket"]) == "aws_s3_bucket.logs.id"
+        assert (
+            _in_storage(load_module, bucket, logging["target_bucket"])
+            == "aws_s3_bucket.logs.id"
+        )
 
-    def test_artifacts_expire_after_the_configured_days(self, storage: Module) -> None:
+    def test_artifacts_expire_after_the_configured_days(
+        self, storage: Module, load_module: dict[str, Module]
+    ) -> None:
         """Artifacts expire after var.artifact_expiration_days, validated > 0."""
-        lifecycle = storage.resources[
-            ("aws_s3_bucket_lifecycle_configuration", "artifacts")
-        ]
+        module, name = _declaration(load_module, "artifacts")
+        lifecycle = module.resources[("aws_s3_bucket_lifecycle_configuration", name)]
         validations = storage.variables["artifact_expiration_days"]["validation"]
 
-        days = lifecycle["rule"][0]["expiration"][0]["days"]
+        days = _expiration_days(lifecycle["rule"][0])
 
-        assert unwrap(days) == "var.artifact_expiration_days"
+        assert (
+            _in_storage(load_module, "artifacts", days)
+            == "var.artifact_expiration_days"
+        )
         assert any(
             "var.artifact_expiration_days > 0" in v["condition"] for v in validations
         )
+
+    def test_current_suites_never_expire(self, load_module: dict[str, Module]) -> None:
+        """Old versions of a suite expire; the current one waits for the next run."""
+        module, name = _declaration(load_module, "sources")
+        lifecycle = module.resources[("aws_s3_bucket_lifecycle_configuration", name)]
+
+        rules = lifecycle["rule"]
+
+        assert [
+            _in_storage(load_module, "sources", _expiration_days(r)) for r in rules
+        ] == [None]
+        assert all("noncurrent_version_expiration" in rule for rule in rules)

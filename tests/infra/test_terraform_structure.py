@@ -26,12 +26,13 @@ HCL_FILES = [
 
 
 def test_expected_modules_exist() -> None:
-    """The package has the root module, four submodules and two examples."""
+    """The root module, four submodules, storage's bucket module, two examples."""
     expected = {
         "root",
         "modules/network",
         "modules/runners",
         "modules/storage",
+        "modules/storage/modules/data-bucket",
         "modules/controlplane",
         "examples/complete",
         "examples/existing-vpc",
@@ -140,6 +141,38 @@ def _module_has_output(
     if source is None:
         return True
     return output in load_module[module_id(source)].outputs
+
+
+_ADDRESS = re.compile(r"^(?:module\.([\w-]+)\.)?(aws_\w+)\.([\w-]+)$")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_moved_blocks_lead_from_old_addresses_to_declared_resources(
+    name: str, load_module: dict[str, Module]
+) -> None:
+    """A moved block's "from" is declared no more; its "to" is, here or in a call."""
+    module = load_module[name]
+
+    problems = []
+    for block in module.moved:
+        old, new = _ADDRESS.match(block["from"]), _ADDRESS.match(block["to"])
+        if old is None or new is None or old[1] is not None:
+            problems.append(f"cannot read moved {block}")
+            continue
+        if (old[2], old[3]) in module.resources:
+            problems.append(f"{block['from']} is still declared")
+        owner = module
+        if new[1] is not None:
+            if new[1] not in module.module_calls:
+                problems.append(f"{block['to']}: no module {new[1]} here")
+                continue
+            source = module.local_module_source(new[1])
+            assert source is not None, f"{new[1]}: modules here are local"
+            owner = load_module[module_id(source)]
+        if (new[2], new[3]) not in owner.resources:
+            problems.append(f"{block['to']} is not declared")
+
+    assert problems == []
 
 
 @pytest.mark.parametrize("name", MODULES)

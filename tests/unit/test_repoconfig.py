@@ -125,6 +125,9 @@ def test_undecodable_file_is_a_source_error(tmp_path: Path) -> None:
         pytest.param(
             "env:\n  PLAYWRIGHT_BROWSERS_PATH: /x\n", "is reserved", id="browsers-path"
         ),
+        pytest.param("env:\n  PATH: /nonexistent\n", "is reserved", id="path"),
+        pytest.param("env:\n  HOME: /x\n", "is reserved", id="home"),
+        pytest.param("env:\n  CI: ''\n", "is reserved", id="ci"),
         pytest.param("env:\n  A:\n", "must be a plain value", id="null-value"),
         pytest.param("env:\n  A: [1, 2]\n", "must be a plain value", id="list-value"),
         pytest.param("env:\n  A: {b: 1}\n", "must be a plain value", id="map-value"),
