@@ -1,7 +1,10 @@
 # Three buckets: artifacts (results, traces, screenshots, reports of runs),
 # sources (zipped suites that CI uploads for runs of type "s3") and logs
 # (S3 server access logs of the other two, and the load balancer's access
-# logs). All three are private, TLS-only and owner-enforced.
+# logs). All three are private, TLS-only and owner-enforced. The first two
+# share every setting but their lifecycle rule and are made by
+# modules/data-bucket; the logs bucket differs in encryption and policy and
+# is declared here.
 
 data "aws_caller_identity" "current" {}
 
@@ -29,263 +32,56 @@ data "aws_elb_service_account" "current" {
 }
 
 ################################################################################
-# Artifacts
+# Artifacts and sources
 ################################################################################
 
-resource "aws_s3_bucket" "artifacts" {
-  bucket_prefix = "${var.name}-artifacts-"
-  force_destroy = var.force_destroy
+# Artifact keys are unique per run, so versions only ever hold objects that
+# were deleted early; they are kept briefly as an undo and then expire.
+module "artifacts" {
+  source = "./modules/data-bucket"
+
+  bucket_prefix          = "${var.name}-artifacts-"
+  kms_key_arn            = var.kms_key_arn
+  access_log_bucket_name = aws_s3_bucket.logs.id
+  access_log_prefix      = "s3/artifacts/"
+  force_destroy          = var.force_destroy
+
+  lifecycle_rule_id                      = "expire-artifacts"
+  expiration_days                        = var.artifact_expiration_days
+  noncurrent_version_expiration_days     = var.noncurrent_version_expiration_days
+  abort_incomplete_multipart_upload_days = var.abort_incomplete_multipart_upload_days
 
   tags = merge(var.tags, { "traceloom:bucket" = "artifacts" })
 }
 
-resource "aws_s3_bucket_public_access_block" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  rule {
-    bucket_key_enabled = true
-
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = var.kms_key_arn
-    }
-  }
-}
-
-# Artifact keys are unique per run, so versions only ever hold objects that
-# were deleted early; they are kept briefly as an undo and then expire.
-resource "aws_s3_bucket_versioning" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  rule {
-    id     = "expire-artifacts"
-    status = "Enabled"
-
-    filter {}
-
-    expiration {
-      days = var.artifact_expiration_days
-    }
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_expiration_days
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = var.abort_incomplete_multipart_upload_days
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.artifacts]
-}
-
-resource "aws_s3_bucket_logging" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-
-  target_bucket = aws_s3_bucket.logs.id
-  target_prefix = "s3/artifacts/"
-}
-
-data "aws_iam_policy_document" "artifacts" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyOutdatedTls"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.artifacts.arn, "${aws_s3_bucket.artifacts.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "artifacts" {
-  bucket = aws_s3_bucket.artifacts.id
-  policy = data.aws_iam_policy_document.artifacts.json
-
-  depends_on = [aws_s3_bucket_public_access_block.artifacts]
-}
-
-################################################################################
-# Sources
-################################################################################
-
-resource "aws_s3_bucket" "sources" {
-  bucket_prefix = "${var.name}-sources-"
-  force_destroy = var.force_destroy
-
-  tags = merge(var.tags, { "traceloom:bucket" = "sources" })
-}
-
-resource "aws_s3_bucket_public_access_block" "sources" {
-  bucket = aws_s3_bucket.sources.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "sources" {
-  bucket = aws_s3_bucket.sources.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "sources" {
-  bucket = aws_s3_bucket.sources.id
-
-  rule {
-    bucket_key_enabled = true
-
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = var.kms_key_arn
-    }
-  }
-}
-
 # CI overwrites the same key (e.g. suites/app.zip) on every deploy; the
 # versions let an earlier run be traced back to the exact suite it ran.
-resource "aws_s3_bucket_versioning" "sources" {
-  bucket = aws_s3_bucket.sources.id
+module "sources" {
+  source = "./modules/data-bucket"
 
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
+  bucket_prefix          = "${var.name}-sources-"
+  kms_key_arn            = var.kms_key_arn
+  access_log_bucket_name = aws_s3_bucket.logs.id
+  access_log_prefix      = "s3/sources/"
+  force_destroy          = var.force_destroy
 
-# The current version of a suite never expires: a suite that CI has not
-# uploaded for a while must still be there for the next scheduled run.
-resource "aws_s3_bucket_lifecycle_configuration" "sources" {
-  bucket = aws_s3_bucket.sources.id
+  # The current version of a suite never expires: a suite that CI has not
+  # uploaded for a while must still be there for the next scheduled run.
+  lifecycle_rule_id                      = "expire-old-suite-versions"
+  expiration_days                        = null
+  noncurrent_version_expiration_days     = var.noncurrent_version_expiration_days
+  abort_incomplete_multipart_upload_days = var.abort_incomplete_multipart_upload_days
 
-  rule {
-    id     = "expire-old-suite-versions"
-    status = "Enabled"
-
-    filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.noncurrent_version_expiration_days
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = var.abort_incomplete_multipart_upload_days
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.sources]
-}
-
-resource "aws_s3_bucket_logging" "sources" {
-  bucket = aws_s3_bucket.sources.id
-
-  target_bucket = aws_s3_bucket.logs.id
-  target_prefix = "s3/sources/"
-}
-
-data "aws_iam_policy_document" "sources" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.sources.arn, "${aws_s3_bucket.sources.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyOutdatedTls"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.sources.arn, "${aws_s3_bucket.sources.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "sources" {
-  bucket = aws_s3_bucket.sources.id
-  policy = data.aws_iam_policy_document.sources.json
-
-  depends_on = [aws_s3_bucket_public_access_block.sources]
+  tags = merge(var.tags, { "traceloom:bucket" = "sources" })
 }
 
 ################################################################################
 # Logs
 ################################################################################
 
+# Not a data-bucket: load balancers deliver only to buckets encrypted with
+# S3-managed keys, this bucket keeps no access logs of its own, and its
+# policy lets the log delivery services write to it.
 resource "aws_s3_bucket" "logs" {
   bucket_prefix = "${var.name}-logs-"
   force_destroy = var.force_destroy
@@ -393,7 +189,7 @@ data "aws_iam_policy_document" "logs" {
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.artifacts.arn, aws_s3_bucket.sources.arn]
+      values   = [module.artifacts.arn, module.sources.arn]
     }
   }
 
@@ -429,4 +225,92 @@ resource "aws_s3_bucket_policy" "logs" {
   policy = data.aws_iam_policy_document.logs.json
 
   depends_on = [aws_s3_bucket_public_access_block.logs]
+}
+
+################################################################################
+# Earlier addresses
+################################################################################
+
+# The artifacts and sources buckets were declared in this file before they
+# moved into modules/data-bucket. These blocks let an existing deployment
+# take the new addresses in place; without them Terraform would plan to
+# destroy both buckets and create new ones under new names.
+moved {
+  from = aws_s3_bucket.artifacts
+  to   = module.artifacts.aws_s3_bucket.this
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.artifacts
+  to   = module.artifacts.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_ownership_controls.artifacts
+  to   = module.artifacts.aws_s3_bucket_ownership_controls.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.artifacts
+  to   = module.artifacts.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_versioning.artifacts
+  to   = module.artifacts.aws_s3_bucket_versioning.this
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.artifacts
+  to   = module.artifacts.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_logging.artifacts
+  to   = module.artifacts.aws_s3_bucket_logging.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.artifacts
+  to   = module.artifacts.aws_s3_bucket_policy.this
+}
+
+moved {
+  from = aws_s3_bucket.sources
+  to   = module.sources.aws_s3_bucket.this
+}
+
+moved {
+  from = aws_s3_bucket_public_access_block.sources
+  to   = module.sources.aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_ownership_controls.sources
+  to   = module.sources.aws_s3_bucket_ownership_controls.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.sources
+  to   = module.sources.aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_versioning.sources
+  to   = module.sources.aws_s3_bucket_versioning.this
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.sources
+  to   = module.sources.aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_logging.sources
+  to   = module.sources.aws_s3_bucket_logging.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.sources
+  to   = module.sources.aws_s3_bucket_policy.this
 }

@@ -1,21 +1,21 @@
 output "artifacts_bucket_name" {
   description = "Name of the bucket that holds run artifacts."
-  value       = aws_s3_bucket.artifacts.id
+  value       = module.artifacts.name
 }
 
 output "artifacts_bucket_arn" {
   description = "ARN of the bucket that holds run artifacts."
-  value       = aws_s3_bucket.artifacts.arn
+  value       = module.artifacts.arn
 }
 
 output "sources_bucket_name" {
   description = "Name of the bucket that CI uploads zipped suites to."
-  value       = aws_s3_bucket.sources.id
+  value       = module.sources.name
 }
 
 output "sources_bucket_arn" {
   description = "ARN of the bucket that CI uploads zipped suites to."
-  value       = aws_s3_bucket.sources.arn
+  value       = module.sources.arn
 }
 
 output "logs_bucket_name" {
