@@ -246,7 +246,7 @@ def test_waiting_on_a_passing_run_exits_0_and_writes_junit(
     assert "passed: 2/2 tests done, 0 failed" in result.stderr
     assert "shard 1 passed 1/1" in result.stderr
     assert "2 tests, 1 passed, 0 failed, 1 flaky" in result.stdout
-    suites = ET.parse(junit).getroot()
+    suites = ET.parse(junit).getroot()  # noqa: S314 - the file the CLI just wrote
     assert (suites.get("tests"), suites.get("failures"), suites.get("errors")) == (
         "2",
         "0",
@@ -285,7 +285,8 @@ def test_failed_tests_exit_1_and_rerun_runs_only_them(
 
     assert first.exit_code == EXIT_TESTS_FAILED, first.output
     assert "failed    tests/a.spec.ts:3 fails" in first.stdout
-    failure = ET.parse(junit).getroot().find(".//testcase[@name='fails']/failure")
+    root = ET.parse(junit).getroot()  # noqa: S314 - the file the CLI just wrote
+    failure = root.find(".//testcase[@name='fails']/failure")
     assert failure is not None
     assert "toBe" in (failure.text or "")
     assert rerun.exit_code == EXIT_TESTS_FAILED, rerun.output
