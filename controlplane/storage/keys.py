@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 
 import attrs
 
@@ -20,6 +21,8 @@ from controlplane.storage.db import Database, KeyRecord
 KEY_PREFIX = "tlk_"
 _LOOKUP_CHARS = 8
 ALL_SCOPES = ("runs:trigger", "runs:read", "keys:manage", "schedules:manage")
+# last_used_at is written at most this often per key, not on every request.
+LAST_USED_RESOLUTION_S = 60.0
 
 
 @attrs.frozen
@@ -81,7 +84,9 @@ async def authenticate(db: Database, secret: str) -> AuthenticatedKey | None:
             match = row
     if match is None:
         return None
-    await db.touch_key(match["id"])
+    last_used = match["last_used_at"]
+    if last_used is None or time.time() - last_used >= LAST_USED_RESOLUTION_S:
+        await db.touch_key(match["id"])
     return AuthenticatedKey(
         id=match["id"],
         name=match["name"],
