@@ -136,9 +136,23 @@ async def _wait_running(
 CANCEL_GRACE_S = 15.0
 
 
-async def _no_host_processes_within(grace_s: float) -> bool:
+def _processes_of(run_id: str) -> list[int]:
+    """Pids started by this run's hosts (not those of other runs on the box)."""
+    marker = f"TRACELOOM_HOST={run_id}-".encode()
+    found = []
+    for pid in traceloom_processes():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(v.startswith(marker) for v in environ):
+            found.append(pid)
+    return found
+
+
+async def _no_processes_within(run_id: str, grace_s: float) -> bool:
     deadline = time.monotonic() + grace_s
-    while traceloom_processes():
+    while _processes_of(run_id):
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.2)
@@ -171,7 +185,7 @@ async def test_cancel_stops_the_shards_and_releases_the_hosts(
     assert response.status == 200
     assert run["status"] == "cancelled"
     assert {s["status"] for s in run["shards"]} == {"cancelled"}
-    assert await _no_host_processes_within(CANCEL_GRACE_S)
+    assert await _no_processes_within(created["id"], CANCEL_GRACE_S)
     assert again.status == 409
 
 
