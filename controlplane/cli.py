@@ -1,27 +1,44 @@
 """The ``traceloom`` command.
 
-Exit codes (the same for every subcommand):
+Exit codes (the same for every subcommand; this is the one place they are
+documented, and the docs point here):
 
-    0  success
-    1  tests failed (``run --wait``)
-    2  the run errored, timed out or was cancelled; or bad usage
-    3  the server could not be reached or refused the request
+    0  success; with ``--wait``, every test passed (flaky ones count as
+       passed unless ``--fail-on-flaky``)
+    1  tests failed (``--wait``): a test failed or did not run
+    2  the run errored, timed out or was cancelled (``--wait``); or the
+       command line itself was wrong (click's usage errors)
+    3  the server could not be reached, or it refused the request (a
+       missing or revoked key, a key without the scope, an invalid body)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import secrets
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
+import aiohttp
 import click
 from aiohttp import web
 
 from controlplane.logs import configure_logging
 from controlplane.settings import settings_from_env
-from controlplane.storage.db import Database
+from controlplane.storage.db import Database, KeyRecord
 from controlplane.storage.keys import ALL_SCOPES, create_key
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_RUN_ERRORED, EXIT_UNREACHABLE = 0, 1, 2, 3
+FINISHED = frozenset({"passed", "failed", "errored", "cancelled", "timed_out"})
+T = TypeVar("T")
+Json = dict[str, Any]
 
 _data_dir = click.option(
     "--data-dir",
@@ -33,10 +50,26 @@ _data_dir = click.option(
 )
 
 
+class ServerError(click.ClickException):
+    """The server could not be reached or refused: reported in one line, exit 3.
+
+    ``transient`` failures (no connection, a 502/503/504) are worth retrying.
+    """
+
+    exit_code = EXIT_UNREACHABLE
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="traceloom")
 def main() -> None:
     """TraceLoom: run a Playwright suite across many machines."""
+
+
+# -- serve ------------------------------------------------------------------
 
 
 @main.command()
@@ -69,9 +102,664 @@ def serve(host: str, port: int, data_dir: Path, log_format: str) -> None:
     )
 
 
+# -- talking to a server ------------------------------------------------------
+
+
+class Api:
+    """A small client of the HTTP API that turns failures into ServerErrors."""
+
+    RETRIES = 4
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Json | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = False,
+    ) -> Json:
+        """One request; with ``retry``, unreachable servers are tried again."""
+        attempts = self.RETRIES if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._once(method, path, body, params, headers)
+            except ServerError as exc:
+                if not exc.transient or attempt == attempts:
+                    raise
+                await asyncio.sleep(min(2**attempt, 10))
+        raise AssertionError("unreachable")
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        body: Json | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+    ) -> Json:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self.session.request(
+                method, url, json=body, params=params, headers=headers
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerError(
+                f"cannot reach {self.base_url}: {exc or type(exc).__name__}",
+                transient=True,
+            ) from None
+        return _answer(status, text, self.base_url, method, path)
+
+
+def _answer(status: int, text: str, base_url: str, method: str, path: str) -> Json:
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        data = {"message": text[:200]}
+    if status < 400 and isinstance(data, dict):
+        return data
+    message = data.get("message", "") if isinstance(data, dict) else ""
+    fields = data.get("fields") if isinstance(data, dict) else None
+    if fields:
+        message += ": " + "; ".join(f"{k}: {v}" for k, v in fields.items())
+    raise ServerError(
+        f"{method} {path} was refused ({status}): {message}".rstrip(": "),
+        transient=status in (502, 503, 504),
+    )
+
+
+def _with_api(url: str, api_key: str, work: Callable[[Api], Awaitable[T]]) -> T:
+    async def go() -> T:
+        timeout = aiohttp.ClientTimeout(total=60)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+            return await work(Api(session, url))
+
+    return asyncio.run(go())
+
+
+_url = click.option(
+    "--url",
+    envvar="TRACELOOM_URL",
+    required=True,
+    help="The control plane's base URL, e.g. https://traceloom.example.com"
+    " [env: TRACELOOM_URL].",
+)
+_api_key = click.option(
+    "--api-key",
+    envvar="TRACELOOM_API_KEY",
+    required=True,
+    help="An API key (tlk_...) [env: TRACELOOM_API_KEY].",
+)
+_json_out = click.option(
+    "--json", "as_json", is_flag=True, help="Print the server's JSON answer."
+)
+_wait_options = [
+    click.option(
+        "--wait/--no-wait",
+        default=False,
+        show_default=True,
+        help="Follow the run to its verdict; the exit code tells it.",
+    ),
+    click.option(
+        "--junit",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --wait, write the results as JUnit XML to this file.",
+    ),
+    click.option(
+        "--fail-on-flaky",
+        is_flag=True,
+        help="With --wait, exit 1 when a test passed only on a retry.",
+    ),
+    click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0.1),
+        default=2.0,
+        show_default=True,
+        help="Seconds between progress checks.",
+    ),
+]
+
+
+def _wait_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_wait_options):
+        command = option(command)
+    return command
+
+
+# -- run ------------------------------------------------------------------------
+
+
+def _body_from(
+    body_file: Path | None, flags: Mapping[str, Any], source: Mapping[str, Any]
+) -> Json:
+    """The request body: the file's JSON (if any) with the flags laid over it."""
+    body: Json = {}
+    if body_file is not None:
+        text = sys.stdin.read() if str(body_file) == "-" else body_file.read_text()
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--body") from None
+        if not isinstance(body, dict):
+            raise click.BadParameter("must hold a JSON object", param_hint="--body")
+    given_source = {k: v for k, v in source.items() if v is not None}
+    if given_source:
+        base = body.get("testSource")
+        merged = dict(base) if isinstance(base, dict) else {}
+        merged.setdefault("type", "git")
+        body["testSource"] = {**merged, **given_source}
+    body.update({k: v for k, v in flags.items() if v is not None})
+    return body
+
+
+@main.command("run")
+@_url
+@_api_key
+@click.option(
+    "--body",
+    "body_file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="A JSON request body ('-' for stdin); the flags below override it.",
+)
+@click.option("--repo", help="testSource.gitRepo: the suite's git URL.")
+@click.option("--branch", help="testSource.gitBranch.")
+@click.option("--pattern", help="testPattern: glob of spec files.")
+@click.option("--servers", type=int, help="serverCount  [server default: 1]")
+@click.option("--timeout", type=int, help="Per-shard timeout, seconds  [default: 600]")
+@click.option("--name", help="A label for the run.")
+@click.option("--commit", help="commitSha to test.")
+@click.option(
+    "--trigger",
+    type=click.Choice(["api", "schedule", "manual"]),
+    help="triggerSource  [server default: api]",
+)
+@click.option(
+    "--idempotency-key",
+    help="Make retries of this command start one run (default: a fresh key,"
+    " reused for this command's own retries).",
+)
+@_wait_flags
+def run_command(
+    url: str,
+    api_key: str,
+    body_file: Path | None,
+    repo: str | None,
+    branch: str | None,
+    pattern: str | None,
+    servers: int | None,
+    timeout: int | None,
+    name: str | None,
+    commit: str | None,
+    trigger: str | None,
+    idempotency_key: str | None,
+    **wait: Any,
+) -> None:
+    """Start a run, and with --wait follow it to its verdict."""
+    body = _body_from(
+        body_file,
+        {
+            "testPattern": pattern,
+            "serverCount": servers,
+            "timeout": timeout,
+            "name": name,
+            "commitSha": commit,
+            "triggerSource": trigger,
+        },
+        {"gitRepo": repo, "gitBranch": branch},
+    )
+    key = idempotency_key or f"cli-{secrets.token_hex(12)}"
+
+    async def start(api: Api) -> Json:
+        return await api.call(
+            "POST", "/api/runs", body=body, headers={"Idempotency-Key": key}, retry=True
+        )
+
+    _start_and_follow(url, api_key, start, **wait)
+
+
+def _start_and_follow(
+    url: str,
+    api_key: str,
+    start: Callable[[Api], Awaitable[Json]],
+    *,
+    wait: bool,
+    junit: Path | None,
+    fail_on_flaky: bool,
+    poll_interval: float,
+) -> None:
+    async def work(api: Api) -> int:
+        created = await start(api)
+        click.echo(f"Run {created['id']} {created['status']}: {created['url']}")
+        if not wait:
+            return EXIT_OK
+        run = await follow(api, created["id"], poll_interval_s=poll_interval)
+        tests = (await api.call("GET", f"/api/runs/{run['id']}/tests", retry=True))[
+            "tests"
+        ]
+        print_summary(run, tests)
+        if junit is not None:
+            write_junit(run, tests, junit)
+            click.echo(f"JUnit XML: {junit}")
+        return exit_code_for(run, fail_on_flaky=fail_on_flaky)
+
+    sys.exit(_with_api(url, api_key, work))
+
+
+def exit_code_for(run: Json, *, fail_on_flaky: bool) -> int:
+    """The exit code that tells a run's verdict (see the module docstring)."""
+    status = run["status"]
+    if status == "passed":
+        flaky = fail_on_flaky and run["counts"]["flaky"] > 0
+        return EXIT_TESTS_FAILED if flaky else EXIT_OK
+    if status == "failed":
+        return EXIT_TESTS_FAILED
+    return EXIT_RUN_ERRORED
+
+
+# -- following a run -----------------------------------------------------------
+
+
+class ProgressView(Protocol):
+    def update(self, run: Json) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def shard_progress(shard: Json) -> tuple[int, int | None]:
+    """Tests done and, once the shard has finished, how many it had."""
+    done = int(shard.get("testsDone", 0))
+    total = shard["counts"]["total"] if shard["status"] not in _SHARD_ACTIVE else None
+    return done, total
+
+
+_SHARD_ACTIVE = frozenset({"pending", "running"})
+
+
+def _run_progress(run: Json) -> tuple[int, int | None]:
+    shards = [shard_progress(s) for s in run["shards"]]
+    done = sum(d for d, _ in shards)
+    totals = [t for _, t in shards]
+    if run["status"] in FINISHED:
+        total = run["counts"]["total"]
+        return total - run["counts"]["didNotRun"], total
+    known = shards and all(t is not None for t in totals)
+    return done, sum(t for t in totals if t is not None) if known else None
+
+
+def _of(done: int, total: int | None) -> str:
+    return f"{done}/{total}" if total is not None else f"{done}/?"
+
+
+class PlainProgress:
+    """One line per change, for logs and pipes."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.last = ""
+
+    def update(self, run: Json) -> None:
+        done, total = _run_progress(run)
+        shards = ", ".join(
+            f"shard {s['index']} {s['status']} {_of(*shard_progress(s))}"
+            for s in run["shards"]
+        )
+        failed = run["counts"]["failed"]
+        line = f"{run['status']}: {_of(done, total)} tests done, {failed} failed"
+        if shards:
+            line += f" ({shards})"
+        if line != self.last:
+            self.echo(line)
+            self.last = line
+
+    def close(self) -> None:
+        return None
+
+
+class BarProgress:
+    """Progress bars on a terminal: the run, then one per shard."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.progress.start()
+        self.overall = self.progress.add_task("run", total=None)
+        self.shards: dict[int, Any] = {}
+
+    def update(self, run: Json) -> None:
+        done, total = _run_progress(run)
+        self.progress.update(
+            self.overall,
+            description=f"run {run['status']}",
+            completed=done,
+            total=total,
+        )
+        for shard in run["shards"]:
+            index = shard["index"]
+            if index not in self.shards:
+                self.shards[index] = self.progress.add_task("", total=None)
+            shard_done, shard_total = shard_progress(shard)
+            self.progress.update(
+                self.shards[index],
+                description=f"  shard {index} {shard['status']}",
+                completed=shard_done,
+                total=shard_total,
+            )
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def progress_view() -> ProgressView:
+    """Bars on a terminal, plain lines otherwise."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        return BarProgress(Console(stderr=True))
+    return PlainProgress(lambda line: click.echo(line, err=True))
+
+
+async def follow(api: Api, run_id: str, *, poll_interval_s: float) -> Json:
+    """Poll a run until it has finished, showing its progress."""
+    view = progress_view()
+    try:
+        while True:
+            run = await api.call("GET", f"/api/runs/{run_id}", retry=True)
+            view.update(run)
+            if run["status"] in FINISHED:
+                return run
+            await asyncio.sleep(poll_interval_s)
+    finally:
+        view.close()
+
+
+def print_summary(run: Json, tests: list[Json]) -> None:
+    counts = run["counts"]
+    click.echo(
+        f"Run {run['id']} {run['status']}"
+        + (f" in {run['durationS']:.1f}s" if run.get("durationS") else "")
+        + ": "
+        + ", ".join(
+            f"{counts[k]} {label}"
+            for k, label in (
+                ("total", "tests"),
+                ("passed", "passed"),
+                ("failed", "failed"),
+                ("flaky", "flaky"),
+                ("skipped", "skipped"),
+                ("didNotRun", "did not run"),
+            )
+        )
+    )
+    if run.get("reason"):
+        click.echo(f"Reason: {run['reason']}")
+    for test in tests:
+        if test["status"] in ("failed", "didNotRun", "flaky"):
+            click.echo(f"  {test['status']:<9} {test['file']}:{test['line']}"
+                       f" {test['title']}")  # fmt: skip
+    click.echo(f"Details: {run['url']}")
+
+
+# -- JUnit XML -------------------------------------------------------------------
+
+
+def junit_tree(run: Json, tests: list[Json]) -> ET.ElementTree[ET.Element]:
+    """JUnit XML of a run: a suite per file, totals equal to the run's counts.
+
+    Failed tests carry ``<failure>``, tests that never ran ``<error>``,
+    skipped ones ``<skipped>``; flaky tests pass, with a ``flaky`` property
+    and one ``<flakyFailure>`` per failed attempt.
+    """
+    counts = run["counts"]
+    root = ET.Element(
+        "testsuites",
+        name=run.get("name") or run["id"],
+        tests=str(counts["total"]),
+        failures=str(counts["failed"]),
+        errors=str(counts["didNotRun"]),
+        skipped=str(counts["skipped"]),
+        time=f"{sum(t['durationMs'] for t in tests) / 1000:.3f}",
+    )
+    by_file: dict[str, list[Json]] = {}
+    for test in tests:
+        by_file.setdefault(test["file"], []).append(test)
+    for file, members in sorted(by_file.items()):
+        _junit_suite(root, file, members)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+def _junit_suite(root: ET.Element, file: str, tests: list[Json]) -> None:
+    def count(status: str) -> str:
+        return str(sum(t["status"] == status for t in tests))
+
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=file,
+        tests=str(len(tests)),
+        failures=count("failed"),
+        errors=count("didNotRun"),
+        skipped=count("skipped"),
+        time=f"{sum(t['durationMs'] for t in tests) / 1000:.3f}",
+    )
+    for test in tests:
+        _junit_case(suite, file, test)
+
+
+def _junit_case(suite: ET.Element, file: str, test: Json) -> None:
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        name=test["title"],
+        classname=f"{test['project']}.{file}" if test["project"] else file,
+        file=file,
+        line=str(test["line"]),
+        time=f"{test['durationMs'] / 1000:.3f}",
+    )
+    failed_attempts = [a for a in test["attempts"] if a["status"] != "passed"]
+    status = test["status"]
+    if status == "failed":
+        last = failed_attempts[-1] if failed_attempts else {}
+        failure = ET.SubElement(
+            case, "failure", message=_first_line(last.get("error")), type="failed"
+        )
+        failure.text = _xml_text(last.get("error"))
+    elif status == "didNotRun":
+        ET.SubElement(case, "error", message="the test did not run", type="didNotRun")
+    elif status == "skipped":
+        ET.SubElement(case, "skipped")
+    elif status == "flaky":
+        properties = ET.SubElement(case, "properties")
+        ET.SubElement(properties, "property", name="flaky", value="true")
+        for attempt in failed_attempts:
+            flaky = ET.SubElement(
+                case,
+                "flakyFailure",
+                message=_first_line(attempt.get("error")),
+                type=attempt["status"],
+            )
+            flaky.text = _xml_text(attempt.get("error"))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str | None) -> str:
+    """Error text fit for XML 1.0: no terminal colours, no control characters."""
+    return _NOT_XML.sub("", _ANSI.sub("", text or ""))
+
+
+def _first_line(text: str | None) -> str:
+    lines = _xml_text(text).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def write_junit(run: Json, tests: list[Json], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_tree(run, tests).write(path, encoding="utf-8", xml_declaration=True)
+
+
+# -- runs ------------------------------------------------------------------------
+
+
+@main.group()
+def runs() -> None:
+    """List, show, cancel and rerun runs on a server."""
+
+
+@runs.command("list")
+@_url
+@_api_key
+@click.option("--status", multiple=True, help="Only runs in this status (repeatable).")
+@click.option("--name", help="Only runs whose name contains this.")
+@click.option("--commit", help="Only runs of commits starting with this.")
+@click.option("--trigger", type=click.Choice(["api", "schedule", "manual"]))
+@click.option("--after", help="Only runs created at or after (RFC 3339).")
+@click.option("--before", help="Only runs created before (RFC 3339).")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--cursor", help="Continue from a previous page's next cursor.")
+@_json_out
+def runs_list(
+    url: str, api_key: str, as_json: bool, status: tuple[str, ...], **query: Any
+) -> None:
+    """List runs, newest first."""
+    params = {
+        "status": ",".join(status) if status else None,
+        "name": query["name"],
+        "commitSha": query["commit"],
+        "triggerSource": query["trigger"],
+        "createdAfter": query["after"],
+        "createdBefore": query["before"],
+        "limit": str(query["limit"]),
+        "cursor": query["cursor"],
+    }
+    page = _with_api(
+        url,
+        api_key,
+        lambda api: api.call(
+            "GET",
+            "/api/runs",
+            params={k: v for k, v in params.items() if v is not None},
+        ),
+    )
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for run in page["runs"]:
+        c = run["counts"]
+        click.echo(
+            f"{run['id']}  {run['status']:<12} {run['createdAt']}  "
+            f"{c['passed']}/{c['total']} passed  {run['name'] or ''}".rstrip()
+        )
+    if page["nextCursor"]:
+        click.echo(f"More: --cursor {page['nextCursor']}")
+
+
+@runs.command("show")
+@_url
+@_api_key
+@click.argument("run_id")
+@_json_out
+def runs_show(url: str, api_key: str, run_id: str, as_json: bool) -> None:
+    """Show a run: status, counts, shards and its failed tests."""
+
+    async def show(api: Api) -> tuple[Json, list[Json]]:
+        run = await api.call("GET", f"/api/runs/{run_id}")
+        tests = await api.call("GET", f"/api/runs/{run_id}/tests")
+        return run, tests["tests"]
+
+    run, tests = _with_api(url, api_key, show)
+    if as_json:
+        click.echo(json.dumps(run, indent=2))
+        return
+    for shard in run["shards"]:
+        click.echo(
+            f"shard {shard['index']} {shard['status']:<10}"
+            f" {_of(*shard_progress(shard))} tests  {shard['host'] or ''}".rstrip()
+        )
+    print_summary(run, tests)
+
+
+@runs.command("cancel")
+@_url
+@_api_key
+@click.argument("run_id")
+def runs_cancel(url: str, api_key: str, run_id: str) -> None:
+    """Cancel a run in flight; its shards stop and its hosts are released."""
+    run = _with_api(
+        url, api_key, lambda api: api.call("POST", f"/api/runs/{run_id}/cancel")
+    )
+    click.echo(f"Run {run['id']} {run['status']}")
+
+
+@runs.command("rerun")
+@_url
+@_api_key
+@click.argument("run_id")
+@_wait_flags
+def runs_rerun(url: str, api_key: str, run_id: str, **wait: Any) -> None:
+    """Start a new run of only the tests that failed in RUN_ID."""
+    key = f"cli-{secrets.token_hex(12)}"
+
+    async def start(api: Api) -> Json:
+        return await api.call(
+            "POST",
+            f"/api/runs/{run_id}/rerun",
+            headers={"Idempotency-Key": key},
+            retry=True,
+        )
+
+    _start_and_follow(url, api_key, start, **wait)
+
+
+# -- keys ------------------------------------------------------------------------
+
+
 @main.group()
 def keys() -> None:
-    """Manage API keys."""
+    """Manage API keys in a control plane's data folder.
+
+    These commands work on the database directly, so the first key can be
+    made before any exists; over HTTP, use /api/keys with a keys:manage key.
+    """
+
+
+@contextmanager
+def _opened(
+    data_dir: Path,
+) -> Iterator[Callable[[Callable[[Database], Awaitable[T]]], T]]:
+    def run(work: Callable[[Database], Awaitable[T]]) -> T:
+        async def go() -> T:
+            async with Database.open(data_dir / "traceloom.sqlite3") as db:
+                return await work(db)
+
+        return asyncio.run(go())
+
+    yield run
 
 
 @keys.command("create")
@@ -86,14 +774,47 @@ def keys() -> None:
 @_data_dir
 def keys_create(name: str, scopes: tuple[str, ...], data_dir: Path) -> None:
     """Create an API key; it is printed once, as the last line."""
-
-    async def create() -> str:
-        async with Database.open(data_dir / "traceloom.sqlite3") as db:
-            return await create_key(db, name=name, scopes=scopes or ALL_SCOPES)
-
-    secret = asyncio.run(create())
+    with _opened(data_dir) as run:
+        secret = run(lambda db: create_key(db, name=name, scopes=scopes or ALL_SCOPES))
     click.echo(
         f"Created API key {name!r} with scopes {', '.join(scopes or ALL_SCOPES)}."
     )
     click.echo("Store it now: it is not kept and cannot be shown again.")
     click.echo(secret)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else "-"
+
+
+@keys.command("list")
+@_data_dir
+@_json_out
+def keys_list(data_dir: Path, as_json: bool) -> None:
+    """List keys (never their secrets): id, name, scopes, created, last used."""
+    with _opened(data_dir) as run:
+        records: list[KeyRecord] = run(lambda db: db.list_keys())
+    if as_json:
+        from controlplane.api.keys import key_json
+
+        click.echo(json.dumps({"keys": [key_json(r) for r in records]}, indent=2))
+        return
+    click.echo(f"{'ID':<30} {'NAME':<20} {'CREATED':<16} {'LAST USED':<16} SCOPES")
+    for record in records:
+        state = f" (revoked {_when(record.revoked_at)})" if record.revoked_at else ""
+        click.echo(
+            f"{record.id:<30} {record.name[:20]:<20} {_when(record.created_at):<16}"
+            f" {_when(record.last_used_at):<16} {','.join(record.scopes)}{state}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_data_dir
+def keys_revoke(key_id: str, data_dir: Path) -> None:
+    """Revoke the key KEY_ID (from `keys list`); it stops working at once."""
+    with _opened(data_dir) as run:
+        record = run(lambda db: db.revoke_key(key_id))
+    if record is None:
+        raise click.BadParameter(f"no key {key_id!r}", param_hint="KEY_ID")
+    click.echo(f"Revoked {record.id} ({record.name}) at {_when(record.revoked_at)}.")

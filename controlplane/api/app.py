@@ -6,23 +6,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from controlplane.api import middleware, runs
-from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
+from controlplane.api import health, keys, middleware, runs
+from controlplane.api.appkeys import DB, ENGINE, METRICS, SETTINGS, STORE
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
 from controlplane.fleet.local import LocalProvider
 from controlplane.logs import get_logger
+from controlplane.metrics import Metrics
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
 
 log = get_logger(__name__)
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
 
 
 def make_provider(settings: Settings) -> FleetProvider:
@@ -46,6 +43,7 @@ def make_app(
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -76,6 +74,7 @@ def make_app(
                 await fleet.close()
 
     app.cleanup_ctx.append(resources)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_routes(health.routes)
     app.router.add_routes(runs.routes)
+    app.router.add_routes(keys.routes)
     return app

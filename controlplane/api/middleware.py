@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -10,12 +11,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from controlplane.api.appkeys import DB
+from controlplane.api.appkeys import DB, METRICS
 from controlplane.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
     NotFound,
+    TraceLoomError,
     Unauthorized,
 )
 from controlplane.logs import get_logger
@@ -25,7 +27,16 @@ log = get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CALLER_KEY: web.RequestKey[AuthenticatedKey] = web.RequestKey("caller")
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/openapi.json"})
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+
+
+class Unprocessable(TraceLoomError, ValueError):
+    """Well-formed, but contradicts what the server already holds (422)."""
+
+    def __init__(self, error: str, message: str) -> None:
+        self.error = error
+        super().__init__(message)
 
 
 def error_body(status: int, error: str, message: str, **extra: object) -> web.Response:
@@ -34,23 +45,45 @@ def error_body(status: int, error: str, message: str, **extra: object) -> web.Re
     )
 
 
+def _route(request: web.Request) -> str:
+    """The route's template (``/api/runs/{run_id}``): a bounded metric label."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bind a request id for every log line of this request, and log it once."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    """Bind a request id for every log line of this request; log and time it once."""
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(8)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
-    response = await handler(request)
-    response.headers["X-Request-Id"] = request_id
-    log.info(
-        "http.request",
-        method=request.method,
-        path=request.path,
-        status=response.status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-    )
-    return response
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    finally:
+        duration_s = time.perf_counter() - started
+        request.app[METRICS].observe_request(
+            method=request.method,
+            route=_route(request),
+            status=status,
+            duration_s=duration_s,
+        )
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round(duration_s * 1000, 1),
+        )
 
 
 @web.middleware
@@ -78,6 +111,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_body(404, "not_found", str(exc))
     except Conflict as exc:
         return error_body(409, "conflict", str(exc))
+    except Unprocessable as exc:
+        return error_body(422, exc.error, str(exc))
     except Exception:
         log.exception("http.unhandled", method=request.method, path=request.path)
         return error_body(500, "internal", "internal error; see the server log")

@@ -8,17 +8,29 @@ with its JSON path, all at once.
 
 from __future__ import annotations
 
+import base64
 import re
-from typing import Any, Literal
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.strategies import configure_tagged_union
 
-from controlplane.domain import GitSource, RunRequest, S3Source, TriggerSource
+from controlplane.domain import (
+    GitSource,
+    RunRequest,
+    RunStatus,
+    S3Source,
+    TriggerSource,
+)
 from controlplane.engine.discovery import glob_to_regex
 from controlplane.errors import InvalidRequest
+from controlplane.storage.keys import ALL_SCOPES
+
+T = TypeVar("T")
 
 TIMEOUT_MAX_S = 3600
 _SHA = re.compile(r"[0-9a-fA-F]{7,40}\Z")
@@ -259,3 +271,201 @@ def _to_domain(body: RunBody) -> RunRequest:
         commit_sha=body.commit_sha.lower() if body.commit_sha else None,
         trigger_source=body.trigger_source,
     )
+
+
+# -- queries and keys ------------------------------------------------------
+
+LIST_LIMIT_MAX = 100
+_CURSOR_ID = re.compile(r"run_[0-9a-f]{12,64}\Z")
+_SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,40}\Z")
+
+
+def _sha_prefix(_inst: object, _attr: object, value: str | None) -> None:
+    if value is not None and not _SHA_PREFIX.match(value):
+        raise ValueError("commitSha must be 4 to 40 hexadecimal characters")
+
+
+def _limit_in_range(_inst: object, _attr: object, value: int) -> None:
+    if not 1 <= value <= LIST_LIMIT_MAX:
+        raise ValueError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+
+
+@attrs.frozen(kw_only=True)
+class RunQuery:
+    """The query string of ``GET /api/runs``."""
+
+    status: list[RunStatus] = attrs.Factory(list)
+    name: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_bounded(200))
+    )
+    commit_sha: str | None = attrs.field(default=None, validator=_sha_prefix)
+    trigger_source: TriggerSource | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = attrs.field(default=20, validator=_limit_in_range)
+    cursor: str | None = None
+
+
+def _query_int(value: Any, _type: type) -> int:
+    if not isinstance(value, str) or not re.fullmatch(r"-?[0-9]{1,9}", value):
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
+def _query_datetime(value: Any, _type: type) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError("must be an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2024-06-01T12:00:00Z")
+    return parsed
+
+
+def _query_statuses(value: Any, _type: type) -> list[RunStatus]:
+    allowed = [s.value for s in RunStatus]
+    wanted = [part for part in str(value).split(",") if part]
+    if not wanted or any(part not in allowed for part in wanted):
+        raise ValueError(f"must be one or more of {', '.join(allowed)}")
+    return [RunStatus(part) for part in wanted]
+
+
+def _make_query_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(int, _query_int)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(datetime, _query_datetime)
+    converter.register_structure_hook_func(
+        lambda kind: kind == list[RunStatus], _query_statuses
+    )
+    converter.register_structure_hook(TriggerSource, _trigger_source)
+    _register_camel(converter, RunQuery)
+    return converter
+
+
+def _register_camel(converter: cattrs.Converter, cls: type) -> None:
+    renames: dict[str, Any] = {
+        a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)
+    }
+    converter.register_structure_hook(
+        cls,
+        make_dict_structure_fn(
+            cls, converter, _cattrs_forbid_extra_keys=True, **renames
+        ),
+    )
+
+
+_query_converter = _make_query_converter()
+
+
+def _structure_all(
+    converter: cattrs.Converter, data: dict[str, Any], cls: type[T]
+) -> T:
+    """Structure ``data`` as ``cls``, raising InvalidRequest naming every flaw."""
+    problems: dict[str, str] = {}
+    try:
+        with attrs.validators.disabled():
+            value = converter.structure(data, cls)
+    except Exception as exc:  # cattrs groups every flaw; unpacked below
+        _field_errors(exc, "", problems)
+        _field_validator_errors(converter, cls, data, problems)
+        raise InvalidRequest(problems) from None
+    _validator_errors(value, "", problems)
+    if problems:
+        raise InvalidRequest(problems)
+    return value
+
+
+def _field_validator_errors(
+    converter: cattrs.Converter, cls: type, data: dict[str, Any], into: dict[str, str]
+) -> None:
+    """Range-check, one by one, the fields that structured on their own."""
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        key = _camel(field.name)
+        if key not in data or key in into or field.validator is None:
+            continue
+        try:
+            value = converter.structure(data[key], field.type)
+        except Exception:  # noqa: S112 - already reported by the whole-body pass
+            continue
+        try:
+            field.validator(None, field, value)
+        except ValueError as exc:
+            into[key] = str(exc)
+
+
+def parse_run_query(query: Mapping[str, str]) -> RunQuery:
+    """Validate the filters of a run listing; repeated ``status`` values add up."""
+    data: dict[str, Any] = {}
+    for key, value in query.items():
+        if key == "status" and key in data:
+            data[key] = f"{data[key]},{value}"
+        else:
+            data[key] = value
+    parsed = _structure_all(_query_converter, data, RunQuery)
+    if parsed.cursor is not None:
+        decode_cursor(parsed.cursor)
+    return parsed
+
+
+def encode_cursor(run_id: str) -> str:
+    """An opaque cursor: where the next page of a listing starts."""
+    return base64.urlsafe_b64encode(f"v1:{run_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The run id a cursor points after; InvalidRequest if it is not ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    version, _, run_id = raw.partition(":")
+    if version != "v1" or not _CURSOR_ID.match(run_id):
+        raise InvalidRequest({"cursor": "is not a cursor this server gave out"})
+    return run_id
+
+
+def _scopes_known(_inst: object, _attr: object, value: list[str]) -> None:
+    unknown = sorted(set(value) - set(ALL_SCOPES))
+    if unknown:
+        raise ValueError(
+            f"unknown scopes {', '.join(unknown)}; use {', '.join(ALL_SCOPES)}"
+        )
+    if not value:
+        raise ValueError("must name at least one scope")
+
+
+@attrs.frozen(kw_only=True)
+class KeyBody:
+    """The body of ``POST /api/keys``."""
+
+    name: str = attrs.field(validator=[_non_empty, _bounded(100)])
+    scopes: list[str] = attrs.field(
+        factory=lambda: list(ALL_SCOPES), validator=_scopes_known
+    )
+
+
+def _str_list(value: Any, _type: type) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("must be a list of strings")
+    return list(value)
+
+
+def _make_key_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook_func(lambda kind: kind == list[str], _str_list)
+    _register_camel(converter, KeyBody)
+    return converter
+
+
+_key_converter = _make_key_converter()
+
+
+def parse_key_body(data: Any) -> KeyBody:
+    """Validate a ``POST /api/keys`` body; raise InvalidRequest with every flaw."""
+    if not isinstance(data, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    body = _structure_all(_key_converter, data, KeyBody)
+    # Each scope once, in a stable order, however the caller listed them.
+    return attrs.evolve(body, scopes=sorted(set(body.scopes)))

@@ -1,33 +1,47 @@
-"""``/api/runs``: create a run, read it, its shards, tests and artifacts."""
+"""``/api/runs``: create, list, read, cancel and rerun runs; tests, artifacts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 from typing import Any
 
+import attrs
+import structlog
 from aiohttp import web
 
 from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
-from controlplane.api.middleware import require_scope
-from controlplane.api.models import parse_run_body
+from controlplane.api.middleware import Unprocessable, require_scope
+from controlplane.api.models import (
+    decode_cursor,
+    encode_cursor,
+    parse_run_body,
+    parse_run_query,
+)
 from controlplane.domain import (
     GitSource,
     Run,
+    RunRequest,
     RunStatus,
     S3Source,
     Shard,
+    TestRef,
     TestResult,
+    TestStatus,
     new_id,
 )
-from controlplane.errors import InvalidRequest, NotFound
-from controlplane.logs import get_logger
+from controlplane.errors import Conflict, InvalidRequest, NotFound
+from controlplane.logs import get_logger, redact_text
+from controlplane.storage.db import RunFilter
+from controlplane.storage.keys import AuthenticatedKey
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
 
 
-def _iso(ts: float | None) -> str | None:
+def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return (
@@ -53,39 +67,58 @@ def _source_json(source: GitSource | S3Source) -> dict[str, str]:
     if isinstance(source, GitSource):
         return {
             "type": "git",
-            "gitRepo": source.git_repo,
+            # A token inside the URL is for cloning, never for showing.
+            "gitRepo": redact_text(source.git_repo),
             "gitBranch": source.git_branch,
         }
     return {"type": "s3", "bucket": source.bucket, "key": source.key}
 
 
-def run_json(request: web.Request, run: Run, shards: list[Shard]) -> dict[str, Any]:
-    source = run.request.test_source
+def run_summary_json(request: web.Request, run: Run) -> dict[str, Any]:
+    """A run without its shards: what a listing shows of each run."""
     duration = (
         round(run.finished_at - run.started_at, 3)
         if run.finished_at and run.started_at
         else None
     )
+    only = run.request.only
     return {
         "id": run.id,
         "status": run.status.value,
         "reason": run.reason,
         "url": f"{_base(request)}/api/runs/{run.id}",
         "name": run.request.name,
-        "testSource": _source_json(source),
+        "testSource": _source_json(run.request.test_source),
         "testPattern": run.request.test_pattern,
         "serverCount": run.request.server_count,
         "timeout": run.request.timeout,
         "commitSha": run.request.commit_sha,
         "resolvedSha": run.resolved_sha,
         "triggerSource": run.request.trigger_source.value,
-        "createdAt": _iso(run.created_at),
-        "startedAt": _iso(run.started_at),
-        "finishedAt": _iso(run.finished_at),
-        "firstTestAt": _iso(run.first_test_at),
+        "rerunOf": run.request.rerun_of,
+        "onlyTests": (
+            None if only is None else [{"file": t.file, "line": t.line} for t in only]
+        ),
+        "createdAt": iso(run.created_at),
+        "startedAt": iso(run.started_at),
+        "finishedAt": iso(run.finished_at),
+        "firstTestAt": iso(run.first_test_at),
         "durationS": duration,
         "specFiles": len(run.spec_files),
         "counts": run.counts.to_json(),
+    }
+
+
+def run_json(
+    request: web.Request,
+    run: Run,
+    shards: list[Shard],
+    done_by_shard: dict[int, int] | None = None,
+) -> dict[str, Any]:
+    """A run with its shards; ``testsDone`` counts the results each shard has."""
+    done = done_by_shard or {}
+    return {
+        **run_summary_json(request, run),
         "shards": [
             {
                 "index": s.index,
@@ -93,8 +126,9 @@ def run_json(request: web.Request, run: Run, shards: list[Shard]) -> dict[str, A
                 "status": s.status.value,
                 "reason": s.reason,
                 "files": s.files,
-                "startedAt": _iso(s.started_at),
-                "finishedAt": _iso(s.finished_at),
+                "startedAt": iso(s.started_at),
+                "finishedAt": iso(s.finished_at),
+                "testsDone": done.get(s.index, 0),
                 "counts": s.counts.to_json(),
             }
             for s in shards
@@ -130,7 +164,7 @@ def test_json(request: web.Request, result: TestResult) -> dict[str, Any]:
     }
 
 
-async def _read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > 256 * 1024:
         raise InvalidRequest({"body": "is larger than 256 KiB"})
     raw = await request.read()
@@ -142,25 +176,110 @@ async def _read_json(request: web.Request) -> Any:
         raise InvalidRequest({"body": "is nested too deeply"}) from None
 
 
-@routes.post("/api/runs")
-async def create_run(request: web.Request) -> web.Response:
-    require_scope(request, "runs:trigger")
-    body = parse_run_body(
-        await _read_json(request),
-        max_server_count=request.app[SETTINGS].max_server_count,
-    )
-    run = Run(
-        id=new_id("run_"), request=body, status=RunStatus.QUEUED, created_at=time.time()
-    )
-    await request.app[ENGINE].submit(run)
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise InvalidRequest(
+            {"Idempotency-Key": "must be 1 to 255 visible ASCII characters"}
+        )
+    return value
+
+
+def _created(request: web.Request, run: Run, *, replayed: bool) -> web.Response:
+    headers = {"Location": f"/api/runs/{run.id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
     return web.json_response(
         {
             "id": run.id,
             "status": run.status.value,
             "url": f"{_base(request)}/api/runs/{run.id}",
+            "rerunOf": run.request.rerun_of,
         },
         status=201,
-        headers={"Location": f"/api/runs/{run.id}"},
+        headers=headers,
+    )
+
+
+async def _start(
+    request: web.Request, key: AuthenticatedKey, body: RunRequest, body_hash: str
+) -> web.Response:
+    """Store and start a run, once per idempotency key if the caller sent one."""
+    run = Run(
+        id=new_id("run_"), request=body, status=RunStatus.QUEUED, created_at=time.time()
+    )
+    db = request.app[DB]
+    credential = request.app[ENGINE].admit(run)
+    idempotency_key = _idempotency_key(request)
+    if idempotency_key is None:
+        await db.insert_run(run)
+    else:
+        stored = await db.insert_run_once(
+            run, key_id=key.id, idempotency_key=idempotency_key, body_hash=body_hash
+        )
+        if stored.body_hash != body_hash:
+            raise Unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request;"
+                " use a new key for a new run",
+            )
+        if not stored.created:
+            replayed = await db.get_run(stored.run_id)
+            assert replayed is not None, "an idempotency key names a stored run"
+            log.info("run.replayed", run_id=replayed.id)
+            return _created(request, replayed, replayed=True)
+    if credential is not None:
+        await db.save_credential(run.id, credential)
+    structlog.contextvars.bind_contextvars(run_id=run.id)
+    log.info("run.created", servers=body.server_count, rerun_of=body.rerun_of)
+    request.app[ENGINE].start(run.id)
+    return _created(request, run, replayed=False)
+
+
+def _hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@routes.post("/api/runs")
+async def create_run(request: web.Request) -> web.Response:
+    key = require_scope(request, "runs:trigger")
+    data = await read_json(request)
+    body = parse_run_body(data, max_server_count=request.app[SETTINGS].max_server_count)
+    return await _start(request, key, body, _hash(data))
+
+
+@routes.get("/api/runs")
+async def list_runs(request: web.Request) -> web.Response:
+    require_scope(request, "runs:read")
+    query = parse_run_query(request.query)
+    where = RunFilter(
+        statuses=query.status,
+        name=query.name,
+        commit_sha=query.commit_sha,
+        trigger_source=query.trigger_source.value if query.trigger_source else None,
+        created_after=query.created_after.timestamp() if query.created_after else None,
+        created_before=(
+            query.created_before.timestamp() if query.created_before else None
+        ),
+    )
+    before = decode_cursor(query.cursor) if query.cursor else None
+    runs = await request.app[DB].list_runs(
+        where, before_id=before, limit=query.limit + 1
+    )
+    page = runs[: query.limit]
+    return web.json_response(
+        {
+            "runs": [run_summary_json(request, run) for run in page],
+            "nextCursor": encode_cursor(page[-1].id)
+            if len(runs) > query.limit
+            else None,
+        }
     )
 
 
@@ -175,9 +294,74 @@ async def _load(request: web.Request) -> Run:
 async def get_run(request: web.Request) -> web.Response:
     require_scope(request, "runs:read")
     run = await _load(request)
+    db = request.app[DB]
     return web.json_response(
-        run_json(request, run, await request.app[DB].shards(run.id))
+        run_json(
+            request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
+        )
     )
+
+
+@routes.post("/api/runs/{run_id}/cancel")
+async def cancel_run(request: web.Request) -> web.Response:
+    """Stop a run in flight: its shards stop and its hosts are released."""
+    require_scope(request, "runs:trigger")
+    run = await _load(request)
+    if run.status.finished:
+        raise Conflict(f"run {run.id} already finished as {run.status.value}")
+    db = request.app[DB]
+    if not await request.app[ENGINE].cancel(run.id):
+        # XXX: a run in flight in another control plane process cannot be
+        # stopped from here; its shards stop when that process sees the
+        # cancelled status, which needs the engine to watch for it.
+        await db.update_run(
+            run.id,
+            status=RunStatus.CANCELLED,
+            reason="cancelled on request",
+            finished_at=time.time(),
+        )
+    ended = await _load(request)
+    if ended.status != RunStatus.CANCELLED:
+        raise Conflict(f"run {run.id} finished as {ended.status.value} first")
+    log.info("run.cancelled", run_id=run.id)
+    return web.json_response(
+        run_json(
+            request,
+            ended,
+            await db.shards(run.id),
+            await db.tests_done_by_shard(run.id),
+        )
+    )
+
+
+_RERUN_STATUSES = frozenset({TestStatus.FAILED, TestStatus.DID_NOT_RUN})
+
+
+@routes.post("/api/runs/{run_id}/rerun")
+async def rerun(request: web.Request) -> web.Response:
+    """Start a new run of only the tests of a finished run that failed."""
+    key = require_scope(request, "runs:trigger")
+    original = await _load(request)
+    if not original.status.finished:
+        raise Conflict(
+            f"run {original.id} is still {original.status.value};"
+            " rerun it once it has finished"
+        )
+    tests = await request.app[DB].tests(original.id)
+    refs = sorted(
+        {TestRef(t.file, t.line) for t in tests if t.status in _RERUN_STATUSES},
+        key=lambda ref: (ref.file.encode(), ref.line),
+    )
+    if not refs:
+        raise Conflict(f"run {original.id} has no failed tests to rerun")
+    body = attrs.evolve(
+        original.request,
+        # The same code as the original, even if the branch moved since.
+        commit_sha=original.resolved_sha or original.request.commit_sha,
+        only=refs,
+        rerun_of=original.id,
+    )
+    return await _start(request, key, body, _hash({"rerunOf": original.id}))
 
 
 @routes.get("/api/runs/{run_id}/tests")

@@ -87,25 +87,22 @@ class RunEngine:
 
     # -- lifecycle --------------------------------------------------------
 
-    async def submit(self, run: Run) -> None:
-        """Store a new run and start it; credentials in its URL are kept apart."""
+    def admit(self, run: Run) -> str | None:
+        """Check a new run's source; return its URL's credentials, removed.
+
+        The run keeps its repository URL without credentials; the caller
+        stores them apart (``Database.save_credential``) for the clone only.
+        """
         source_ = run.request.test_source
-        local = isinstance(source_, GitSource) and is_local_repo(source_.git_repo)
-        if local and not self.settings.allow_local_repos:
+        if not isinstance(source_, GitSource):
+            return None
+        if is_local_repo(source_.git_repo) and not self.settings.allow_local_repos:
             raise InvalidRequest(
                 {"testSource.gitRepo": "must be a remote URL on this control plane"}
             )
-        if isinstance(source_, GitSource):
-            clean, credential = split_credentials(source_.git_repo)
-            if credential is not None:
-                run.request.test_source = attrs.evolve(source_, git_repo=clean)
-        else:
-            credential = None
-        await self.db.insert_run(run)
-        if credential is not None:
-            await self.db.save_credential(run.id, credential)
-        log.info("run.created", run_id=run.id, servers=run.request.server_count)
-        self.start(run.id)
+        clean, credential = split_credentials(source_.git_repo)
+        run.request.test_source = attrs.evolve(source_, git_repo=clean)
+        return credential
 
     def start(self, run_id: str, *, resume: bool = False) -> None:
         task = asyncio.create_task(
