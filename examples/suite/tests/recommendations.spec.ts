@@ -31,12 +31,14 @@ test('a longer delay keeps the list hidden until it is ready', async ({ page }) 
 
 test('a recommendation opens the book page', async ({ page }) => {
   // EXAMPLE_FLAKY=1 makes this test flaky on purpose: on the first attempt it
-  // waits only 300 ms for a list that needs 1000 ms, so it times out; the
-  // retry waits long enough and passes. Without the flag it always passes.
+  // waits only 300 ms for a list that is drawn 10 s after the page's script
+  // runs, so it times out however slow the page load (a busy machine can
+  // delay the load event by seconds); the retry asks for the default delay,
+  // waits long enough and passes. Without the flag it always passes.
   const impatient = process.env.EXAMPLE_FLAKY === '1' && test.info().retry === 0;
   const waitMs = impatient ? 300 : 5_000;
 
-  await page.goto('/recommendations');
+  await page.goto(impatient ? '/recommendations?delay=10000' : '/recommendations');
   const link = page.getByTestId('recommendations').getByRole('link', { name: 'A Field Guide to Clouds' });
   await expect(link).toBeVisible({ timeout: waitMs });
   await link.click();
