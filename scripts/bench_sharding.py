@@ -129,6 +129,11 @@ def traceloom_run(base: str, key: str, repo: Path, hosts: int) -> dict[str, Any]
         run = call(f"{base}/api/runs/{run['id']}", key)
     verdict_s = time.time() - posted
     busy = [s for s in run["shards"] if s["startedAt"] and s["finishedAt"]]
+    if not busy:
+        sys.exit(
+            f"bench-sharding: run {run['id']} on {hosts} hosts ran no shard: "
+            f"{run['status']}: {run.get('reason')}"
+        )
     start = min(_ts(s["startedAt"]) for s in busy)
     end = max(_ts(s["finishedAt"]) for s in busy)
     return {"status": run["status"], "makespan": end - start, "verdict": verdict_s}
