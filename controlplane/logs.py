@@ -16,8 +16,15 @@ from typing import Any
 import structlog
 
 _API_KEY = re.compile(r"tlk_[A-Za-z0-9_\-]{8,}")
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s:]*(:[^/@\s]*)?@"
+# Everything between "scheme://" and the last "@" before the path: a user
+# name, a password, even one holding a raw "@".
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s\"'<>]*@")
+# "user:secret@host" with no scheme in front, as git prints it in messages
+# ("unable to look up user:token@host") and as scp-like addresses write it.
+_BARE_CREDENTIALS = re.compile(r"(?<![\w/:@])[\w.%+~-]+:[^\s/@:\"']+@(?=[\w\[.-])")
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:access_token|private_token|oauth_token|token|password|passwd"
+    r"|secret|api_?key|auth|sig)=)[^&;#\s\"']+"
 )
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
@@ -34,6 +41,8 @@ def redact_text(text: str) -> str:
     """Return ``text`` with every known kind of secret replaced."""
     text = _PRIVATE_KEY.sub(REDACTED, text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    text = _BARE_CREDENTIALS.sub(f"{REDACTED}@", text)
+    text = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _PRESIGNED.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     return _API_KEY.sub("tlk_" + REDACTED, text)

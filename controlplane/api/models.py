@@ -27,6 +27,7 @@ from controlplane.domain import (
     TriggerSource,
 )
 from controlplane.engine.discovery import glob_to_regex
+from controlplane.engine.source import url_credential_problem
 from controlplane.errors import InvalidRequest
 from controlplane.storage.keys import ALL_SCOPES
 
@@ -56,11 +57,36 @@ def _bounded(limit: int) -> Any:
     return check
 
 
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def _git_repo(_inst: object, _attr: object, value: str) -> None:
+    if value != value.strip() or re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must not hold spaces around it or control characters")
+    if value.startswith("-"):
+        raise ValueError("must not start with '-'")
+    problem = url_credential_problem(value)
+    if problem:
+        raise ValueError(problem)
+
+
+def _git_branch(_inst: object, _attr: object, value: str) -> None:
+    """A branch name git would accept (the rules of git check-ref-format)."""
+    if (
+        _REF_FORBIDDEN.search(value)
+        or value.startswith(("-", "/"))
+        or value.endswith(("/", ".", ".lock"))
+        or value == "@"
+        or any(part.startswith(".") for part in value.split("/"))
+    ):
+        raise ValueError("is not a valid git branch name")
+
+
 @attrs.frozen(kw_only=True)
 class GitSourceBody:
     type: Literal["git"]
-    git_repo: str = attrs.field(validator=[_non_empty, _bounded(2048)])
-    git_branch: str = attrs.field(validator=[_non_empty, _bounded(255)])
+    git_repo: str = attrs.field(validator=[_non_empty, _bounded(2048), _git_repo])
+    git_branch: str = attrs.field(validator=[_non_empty, _bounded(255), _git_branch])
 
 
 @attrs.frozen(kw_only=True)
@@ -113,9 +139,16 @@ def _strict_int(value: Any, _type: type) -> int:
     return int(value)
 
 
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
 def _strict_str(value: Any, _type: type) -> str:
     if not isinstance(value, str):
         raise TypeError("must be a string")
+    if _UNSTORABLE.search(value):
+        # JSON allows "\u0000" and lone surrogates; no file, process or
+        # database column can hold them.
+        raise ValueError("must not contain NUL or unpaired surrogate characters")
     return value
 
 

@@ -180,9 +180,12 @@ _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}\Z")
 
 
 def _idempotency_key(request: web.Request) -> str | None:
-    value = request.headers.get("Idempotency-Key")
-    if value is None:
+    values = request.headers.getall("Idempotency-Key", [])
+    if not values:
         return None
+    if len(values) > 1:
+        raise InvalidRequest({"Idempotency-Key": "must be sent once"})
+    value = values[0]
     if not _IDEMPOTENCY_KEY.match(value):
         raise InvalidRequest(
             {"Idempotency-Key": "must be 1 to 255 visible ASCII characters"}

@@ -52,26 +52,55 @@ def is_local_repo(repo: str) -> bool:
 
 
 def split_credentials(repo: str) -> tuple[str, str | None]:
-    """``https://user:token@host/r.git`` -> (``https://host/r.git``, ``user:token``).
+    """``https://user:token@host/r.git?t=x`` -> (``https://host/r.git``, secret).
 
-    Runs keep the URL without its credentials; the credentials are kept
-    apart for the clone only and deleted when the run ends.
+    The user information and the query string (where some hosts take an
+    access token) leave an http(s) URL; the secret holds both, as
+    ``userinfo?query``. Runs keep the URL without them; the secret is kept
+    apart for the clone only and deleted when the run ends. Other schemes
+    keep their URL: an ssh user name is not a secret, and a password in one
+    is refused at admission (``url_credential_problem``).
     """
     parts = urlsplit(repo)
-    if not parts.scheme or "@" not in parts.netloc or parts.scheme in ("ssh", "git"):
+    if parts.scheme.lower() not in ("http", "https"):
         return repo, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    return urlunsplit(
-        (parts.scheme, host, parts.path, parts.query, parts.fragment)
-    ), userinfo
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at and not parts.query:
+        return repo, None
+    clean = urlunsplit((parts.scheme, host, parts.path, "", parts.fragment))
+    secret = userinfo + (f"?{parts.query}" if parts.query else "")
+    return clean, secret
 
 
 def with_credentials(repo: str, credential: str | None) -> str:
     if not credential:
         return repo
+    userinfo, _, query = credential.partition("?")
     parts = urlsplit(repo)
-    netloc = f"{credential}@{parts.netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = f"{userinfo}@{parts.netloc}" if userinfo else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_credential_problem(repo: str) -> str | None:
+    """Why ``repo`` carries a secret TraceLoom cannot keep apart, or None.
+
+    Only http(s) URLs may hold a token: git's ssh transport never sends a
+    password from the URL, and an address without a scheme would be stored
+    as written.
+    """
+    parts = urlsplit(repo)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return None
+    if "://" in repo:
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            return f"{scheme}:// URLs cannot carry a password; use an https token"
+        return None
+    userinfo = repo.split("/", 1)[0].rpartition("@")[0]
+    if ":" in userinfo:
+        return "credentials are only accepted in http(s) URLs"
+    return None
 
 
 async def clone(

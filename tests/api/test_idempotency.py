@@ -42,6 +42,23 @@ async def test_same_key_and_body_answers_the_same_run(
     assert await _run_ids(client, auth) == [(await first.json())["id"]]
 
 
+async def test_a_key_sent_twice_is_refused(
+    client: TestClient[Any, Any], auth: dict[str, str]
+) -> None:
+    """Two Idempotency-Key headers are ambiguous: 400 naming the header, no run."""
+    headers = [
+        *auth.items(),
+        ("Idempotency-Key", "deploy-1"),
+        ("Idempotency-Key", "deploy-2"),
+    ]
+
+    response = await client.post("/api/runs", json=BODY, headers=headers)
+
+    assert response.status == 400
+    assert set((await response.json())["fields"]) == {"Idempotency-Key"}
+    assert await _run_ids(client, auth) == []
+
+
 async def test_same_key_with_another_body_is_refused(
     client: TestClient[Any, Any], auth: dict[str, str]
 ) -> None:

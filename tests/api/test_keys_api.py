@@ -157,6 +157,8 @@ async def test_key_management_needs_its_scope(
         ({"name": "ci", "scopes": "runs:read"}, {"scopes"}),
         ({"name": "ci", "secret": "tlk_mine"}, {"secret"}),
         ({"name": "", "scopes": ["nope"], "x": 1}, {"name", "scopes", "x"}),
+        ({"name": "a\ud800b", "scopes": ["runs:read"]}, {"name"}),
+        ({"name": "a\u0000b"}, {"name"}),
     ],
 )
 async def test_bad_key_bodies_are_400_naming_every_field(

@@ -88,6 +88,30 @@ PRESIGNED = (
         pytest.param(
             f"authorization: bearer {API_KEY}", API_KEY[4:], "bearer ", id="bearer-key"
         ),
+        pytest.param(
+            f"https://user:pa@ss{GIT_TOKEN}@git.example/r.git",
+            GIT_TOKEN,
+            "@git.example/r.git",
+            id="url-password-with-at",
+        ),
+        pytest.param(
+            f"fatal: unable to look up deploy:{GIT_TOKEN}@git.example (port 9418)",
+            GIT_TOKEN,
+            "@git.example (port 9418)",
+            id="git-message-without-scheme",
+        ),
+        pytest.param(
+            f"deploy:{GIT_TOKEN}@git.example:acme/e2e.git",
+            GIT_TOKEN,
+            "@git.example:acme/e2e.git",
+            id="scp-like-with-password",
+        ),
+        pytest.param(
+            f"https://git.example/r.git?private_token={GIT_TOKEN}&depth=1",
+            GIT_TOKEN,
+            "&depth=1",
+            id="token-in-query",
+        ),
     ],
 )
 def test_redact_text_removes_the_secret_and_keeps_the_rest(
@@ -109,6 +133,8 @@ def test_redact_text_removes_the_secret_and_keeps_the_rest(
         "git@github.com:acme/e2e.git",
         "https://traces.s3.amazonaws.com/run_1/trace.zip?versionId=3",
         "tlk_short",
+        "at 12:30:00 mail ops@example.com",
+        "https://git.example/r.git?ref=main",
     ],
 )
 def test_redact_text_leaves_text_without_secrets_alone(text: str) -> None:

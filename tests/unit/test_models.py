@@ -77,6 +77,52 @@ def flawed_fields(data: Any) -> set[str]:
             id="gitRepo-blank",
         ),
         pytest.param(
+            body(testSource={**GIT, "gitRepo": " https://example.invalid/s.git"}),
+            {"testSource.gitRepo"},
+            id="gitRepo-padded",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitRepo": "--upload-pack=touch /tmp/x"}),
+            {"testSource.gitRepo"},
+            id="gitRepo-option",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitRepo": "ssh://git:pw@example.invalid/s"}),
+            {"testSource.gitRepo"},
+            id="gitRepo-ssh-password",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitRepo": "/srv/\ud800"}),
+            {"testSource.gitRepo"},
+            id="gitRepo-surrogate",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitBranch": "ma\u0000in"}),
+            {"testSource.gitBranch"},
+            id="gitBranch-nul",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitBranch": "-f"}),
+            {"testSource.gitBranch"},
+            id="gitBranch-option",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitBranch": "a..b"}),
+            {"testSource.gitBranch"},
+            id="gitBranch-dots",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitBranch": "feature x"}),
+            {"testSource.gitBranch"},
+            id="gitBranch-space",
+        ),
+        pytest.param(
+            body(testSource={**GIT, "gitBranch": "topic.lock"}),
+            {"testSource.gitBranch"},
+            id="gitBranch-lock",
+        ),
+        pytest.param(body(name="x\ud800y"), {"name"}, id="name-surrogate"),
+        pytest.param(
             body(testSource={"type": "git", "gitRepo": "r"}),
             {"testSource.gitBranch"},
             id="gitBranch-missing",
@@ -271,3 +317,17 @@ def test_boundary_values_are_accepted(
     request = parse_run_body(body(**changes), max_server_count=MAX_SERVERS)
 
     assert getattr(request, attribute) == value
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["main", "release/1.2", "feature/JIRA-12_x", "dependabot/npm_and_yarn/pw-1.49.0"],
+)
+def test_usual_branch_names_are_accepted(branch: str) -> None:
+    """Names git itself accepts pass the branch check."""
+    parsed = parse_run_body(
+        body(testSource={**GIT, "gitBranch": branch}), max_server_count=MAX_SERVERS
+    )
+
+    assert isinstance(parsed.test_source, GitSource)
+    assert parsed.test_source.git_branch == branch

@@ -7,6 +7,7 @@ import pytest
 from controlplane.engine.source import (
     is_local_repo,
     split_credentials,
+    url_credential_problem,
     with_credentials,
 )
 
@@ -20,12 +21,18 @@ from controlplane.engine.source import (
         ("https://git.example/r.git", "https://git.example/r.git", None),
         ("/srv/repos/suite", "/srv/repos/suite", None),
         ("ssh://git@git.example/r.git", "ssh://git@git.example/r.git", None),
+        (
+            "https://git.example/r.git?private_token=t0k",
+            "https://git.example/r.git",
+            "?private_token=t0k",
+        ),
+        ("https://u:a@b@git.example/r.git", "https://git.example/r.git", "u:a@b"),
     ],
 )
 def test_split_keeps_the_url_and_moves_the_secret(
     url: str, clean: str, credential: str | None
 ) -> None:
-    """The user:token part leaves the URL; ssh user names are not secrets."""
+    """User information and query leave the URL; ssh user names are not secrets."""
     assert split_credentials(url) == (clean, credential)
 
 
@@ -51,3 +58,20 @@ def test_credentials_go_back_for_the_clone_only() -> None:
 def test_local_repositories_are_recognised(url: str, local: bool) -> None:
     """Paths and file:// are local; URLs and scp-like addresses are not."""
     assert is_local_repo(url) is local
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("https://u:tok@git.example/r.git", False),
+        ("ssh://git@git.example/r.git", False),
+        ("git@git.example:org/r.git", False),
+        ("/srv/repos/suite", False),
+        ("ssh://git:pw@git.example/r.git", True),
+        ("git://u:pw@git.example/r.git", True),
+        ("u:pw@git.example:org/r.git", True),
+    ],
+)
+def test_only_http_urls_may_carry_a_password(url: str, refused: bool) -> None:
+    """A password TraceLoom could not keep out of the run record is refused."""
+    assert (url_credential_problem(url) is not None) is refused
