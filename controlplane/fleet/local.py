@@ -65,6 +65,24 @@ def _server_alive(pid: int) -> bool:
     return state != "Z" and b"controlplane.fleet.localhost_server" in cmdline
 
 
+async def _first_line(process: asyncio.subprocess.Process) -> bytes:
+    """The host server's first line (``listening PORT``), b"" if none in time."""
+    assert process.stdout is not None
+    try:
+        return await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT_S)
+    except TimeoutError:
+        return b""
+
+
+async def _discard(process: asyncio.subprocess.Process | None, folder: Path) -> None:
+    """Stop a host that never became one of a run's, and remove its folder."""
+    if process is not None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
 @attrs.define
 class _LocalHostProcess:
     host: Host
@@ -160,31 +178,32 @@ class LocalProvider:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACELOOM_")}
         if self.chromium_path:
             env["TRACELOOM_CHROMIUM_PATH"] = self.chromium_path
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "controlplane.fleet.localhost_server",
-            "--dir",
-            str(folder),
-            "--name",
-            name,
-            "--netns",
-            self.netns,
-            "--idle-timeout",
-            str(self.idle_timeout_s),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        assert process.stdout is not None
+        process: asyncio.subprocess.Process | None = None
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT_S)
-        except TimeoutError:
-            line = b""
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "controlplane.fleet.localhost_server",
+                "--dir",
+                str(folder),
+                "--name",
+                name,
+                "--netns",
+                self.netns,
+                "--idle-timeout",
+                str(self.idle_timeout_s),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+            )
+            line = await _first_line(process)
+        except BaseException:
+            # Cancelled while the host starts (the run was cancelled): the
+            # process is in no list yet, so nothing else would stop it.
+            await asyncio.shield(_discard(process, folder))
+            raise
         if not line.startswith(b"listening "):
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            await _discard(process, folder)
             raise HostError(f"local host {name} did not start")
         port = int(line.split()[1])
         host = Host(

@@ -19,7 +19,7 @@ from tests.conftest import traceloom_processes
 # Run ids unique to this test process: another session's hosts are not ours.
 RUNS = {
     name: f"{name}_{os.getpid()}"
-    for name in ("run_a", "run_b", "run_big", "run_c1", "run_c2")
+    for name in ("run_a", "run_b", "run_big", "run_c1", "run_c2", "run_x")
 }
 
 
@@ -151,3 +151,39 @@ async def test_cap_holds_for_runs_asking_at_the_same_moment(
     await provider.release(RUNS["run_c1"] if first in done else RUNS["run_c2"])
     await asyncio.wait_for(pending.pop(), 20)
     assert provider.live_count == 2
+
+
+def _host_servers(run_id: str) -> list[int]:
+    """Pids of local host servers started for ``run_id``."""
+    wanted = f"{run_id}-h".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"controlplane.fleet.localhost_server" in argv and any(
+            arg.startswith(wanted) for arg in argv
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+async def test_cancel_while_hosts_start_leaves_no_host(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    """A run cancelled while its hosts boot stops them and frees the cap."""
+    run_id = RUNS["run_x"]
+    starting = asyncio.create_task(provider.acquire(run_id, 2))
+    deadline = asyncio.get_running_loop().time() + 20
+    while not _host_servers(run_id):
+        assert asyncio.get_running_loop().time() < deadline, "no host started"
+        await asyncio.sleep(0.01)
+
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+
+    assert _host_servers(run_id) == []
+    assert provider.live_count == 0
+    assert list((tmp_path / "hosts").glob(f"{run_id}-h*")) == []
