@@ -21,6 +21,10 @@
 set -u
 
 HARNESS_DIR=$(cd "$(dirname "$0")" && pwd)
+# prctl(PR_SET_CHILD_SUBREAPER, 1), then exec the rest of the arguments.
+SUBREAPER='import ctypes, os, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+os.execvp(sys.argv[1], sys.argv[1:])'
 
 die() {
     echo "traceloom-harness: $*" >&2
@@ -34,24 +38,68 @@ shard_pids() {
     for proc in /proc/[0-9]*; do
         pid=${proc#/proc/}
         [ "$pid" = "$2" ] && continue
-        if tr '\0' '\n' <"$proc/environ" 2>/dev/null | grep -qxF "TRACELOOM_SHARD=$1"; then
+        # The redirection itself fails for a process that just exited: the
+        # braces send that complaint to /dev/null too.
+        if { tr '\0' '\n' <"$proc/environ"; } 2>/dev/null | grep -qxF "TRACELOOM_SHARD=$1"; then
             echo "$pid"
         fi
     done
 }
 
+# Print the live (not zombie) descendants of pid $1, except pid $2 and its
+# own descendants. A child that cleared its environment has no marker, but
+# it is still below the harness: the harness runs as a child subreaper
+# (see cmd_start), so even an orphan is re-parented to it, not to init.
+descendants() {
+    [ -n "$1" ] || return 0
+    for stat in /proc/[0-9]*/stat; do
+        { cat "$stat"; } 2>/dev/null
+    done | awk -v root="$1" -v spare="${2:-none}" '
+        {
+            pid = $1
+            sub(/.*\) /, "")
+            if ($1 != "Z") kids[$2] = kids[$2] " " pid
+        }
+        END {
+            queue = root
+            while (queue != "") {
+                n = split(queue, parents, " ")
+                queue = ""
+                for (i = 1; i <= n; i++) {
+                    m = split(kids[parents[i]], found, " ")
+                    for (j = 1; j <= m; j++) {
+                        if (found[j] == spare) continue
+                        print found[j]
+                        queue = queue " " found[j]
+                    }
+                }
+            }
+        }'
+}
+
+# The shard's processes: those carrying its marker, and every descendant of
+# its harness process $3 (when given) but $2.
+shard_tree() {
+    {
+        shard_pids "$1" "$2"
+        descendants "${3:-}" "$2"
+    } | sort -u
+}
+
 # Stop every process of the shard: TERM, a short grace, then KILL until none.
+# Arguments: the token, a pid to spare (the caller), the harness's pid.
 kill_shard() {
     token=$1
     spare=${2:-none}
-    pids=$(shard_pids "$token" "$spare")
+    root=${3:-}
+    pids=$(shard_tree "$token" "$spare" "$root")
     [ -z "$pids" ] && return 0
     # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null
     rounds=0
     while [ "$rounds" -lt 20 ]; do
         sleep 0.25
-        pids=$(shard_pids "$token" "$spare")
+        pids=$(shard_tree "$token" "$spare" "$root")
         [ -z "$pids" ] && return 0
         if [ "$rounds" -ge 8 ]; then
             # shellcheck disable=SC2086
@@ -71,9 +119,14 @@ cmd_start() {
     : >"$dir/attachments.list"
     echo starting >"$dir/state"
     # setsid and closed descriptors: the shard outlives this SSH session, and
-    # nothing it starts can hold the session's channel open.
-    setsid sh "$HARNESS_DIR/traceloom-harness.sh" _run "$dir" "$timeout_s" \
-        </dev/null >"$dir/harness.log" 2>&1 &
+    # nothing it starts can hold the session's channel open. Where python3
+    # is there, the harness also becomes a child subreaper (Linux keeps the
+    # flag across exec), so orphans of the shard stay below it.
+    set -- sh "$HARNESS_DIR/traceloom-harness.sh" _run "$dir" "$timeout_s"
+    if command -v python3 >/dev/null 2>&1; then
+        set -- python3 -c "$SUBREAPER" "$@"
+    fi
+    setsid "$@" </dev/null >"$dir/harness.log" 2>&1 &
     echo "$!" >"$dir/pid"
     echo started
 }
@@ -102,13 +155,16 @@ cmd_run() {
     TRACELOOM_SHARD_DIR=$(cd "$dir" && pwd -P)
     export TRACELOOM_SHARD_DIR
     export PLAYWRIGHT_BLOB_OUTPUT_DIR="$dir/blob"
-    export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$(cat "$dir/index" 2>/dev/null || echo 0).zip"
+    index=$(cat "$dir/index" 2>/dev/null || echo 0)
+    export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$index.zip"
     export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never
 
+    harness_pid=$$
     (
         sleep "$timeout_s"
         echo "shard ran past its ${timeout_s}s timeout" >"$dir/timed_out"
-        kill_shard "$token"
+        # $$ is the harness's pid in this subshell too; ask a child for ours.
+        kill_shard "$token" "$(exec sh -c 'echo "$PPID"')" "$harness_pid"
     ) &
     watchdog=$!
 
@@ -153,9 +209,9 @@ cmd_run() {
 
     kill "$watchdog" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
-    kill_shard "$token" "$$"
+    kill_shard "$token" "$$" "$$"
     echo "$code" >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
-    echo done >"$dir/state"
+    echo 'done' >"$dir/state"
 }
 
 cmd_poll() {
@@ -175,9 +231,9 @@ cmd_poll() {
 cmd_stop() {
     dir=$1
     [ -f "$dir/token" ] || exit 0
-    kill_shard "$(cat "$dir/token")" "$$"
+    kill_shard "$(cat "$dir/token")" "$$" "$(cat "$dir/pid" 2>/dev/null)"
     [ -f "$dir/exit_code" ] || echo 143 >"$dir/exit_code"
-    echo done >"$dir/state"
+    echo 'done' >"$dir/state"
 }
 
 cmd_pack() {

@@ -69,6 +69,43 @@ async def test_shard_past_its_timeout_is_stopped_and_run_timed_out(
     assert not traceloom_processes(run["id"])
 
 
+def _processes_with_argv(*argv: str) -> list[int]:
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry / "cmdline").read_bytes() == wanted:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+async def test_timeout_stops_children_that_dropped_their_environment(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """A detached child started with an empty environment dies with the shard."""
+    marker = str(90_000 + os.getpid() % 10_000)
+    hangs = (
+        "import { test } from '@playwright/test';\n"
+        "import { spawn } from 'child_process';\n"
+        "test('leaves a stray and hangs', async () => {\n"
+        f"  spawn('env', ['-i', 'sleep', '{marker}'],"
+        " { detached: true, stdio: 'ignore' }).unref();\n"
+        "  await new Promise((r) => setTimeout(r, 600_000));\n"
+        "});\n"
+    )
+    repo = make_repo(tmp_path / "repo", tiny_suite({"tests/h.spec.ts": hangs}))
+
+    run = await _run(client, auth, wait_for_run, run_body(repo, timeout=8))
+
+    assert run["status"] == "timed_out"
+    assert _processes_with_argv("sleep", marker) == []
+
+
 @pytest.mark.parametrize(
     ("change", "reason_part"),
     [
