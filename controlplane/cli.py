@@ -7,7 +7,9 @@ documented, and the docs point here):
        passed unless ``--fail-on-flaky``)
     1  tests failed (``--wait``): a test failed or did not run
     2  the run errored, timed out or was cancelled (``--wait``); or the
-       command line itself was wrong (click's usage errors)
+       command line itself was wrong (click's usage errors, an unreadable
+       ``--body`` file); or ``serve`` could not start (a wrong setting, a
+       port in use)
     3  the server could not be reached, or it refused the request (a
        missing or revoked key, a key without the scope, an invalid body)
 """
@@ -30,8 +32,9 @@ import aiohttp
 import click
 from aiohttp import web
 
+from controlplane.errors import TraceLoomError
 from controlplane.logs import configure_logging
-from controlplane.settings import settings_from_env
+from controlplane.settings import SettingsError, settings_from_env
 from controlplane.storage.db import Database, KeyRecord
 from controlplane.storage.keys import ALL_SCOPES, create_key
 
@@ -63,6 +66,12 @@ class ServerError(click.ClickException):
         self.transient = transient
 
 
+class StartError(click.ClickException):
+    """``serve`` cannot start: a wrong setting, a port in use. Exit 2."""
+
+    exit_code = EXIT_RUN_ERRORED
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="traceloom")
 def main() -> None:
@@ -87,19 +96,30 @@ def serve(host: str, port: int, data_dir: Path, log_format: str) -> None:
     """Run the control plane (API and run engine)."""
     from controlplane.api.app import make_app
 
-    settings = settings_from_env(
-        host=host, port=port, data_dir=data_dir, log_format=log_format
-    )
+    try:
+        settings = settings_from_env(
+            host=host, port=port, data_dir=data_dir, log_format=log_format
+        )
+    except SettingsError as exc:
+        raise StartError(str(exc)) from None
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    web.run_app(
-        make_app(settings=settings),
-        host=settings.host,
-        port=settings.port,
-        print=lambda _msg: click.echo(
-            f"traceloom: serving on http://{settings.host}:{settings.port}", err=True
-        ),
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            make_app(settings=settings),
+            host=settings.host,
+            port=settings.port,
+            print=lambda _msg: click.echo(
+                f"traceloom: serving on http://{settings.host}:{settings.port}",
+                err=True,
+            ),
+            access_log=None,
+        )
+    except OSError as exc:
+        raise StartError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    except TraceLoomError as exc:
+        raise StartError(str(exc)) from None
 
 
 # -- talking to a server ------------------------------------------------------
@@ -243,7 +263,17 @@ def _body_from(
     """The request body: the file's JSON (if any) with the flags laid over it."""
     body: Json = {}
     if body_file is not None:
-        text = sys.stdin.read() if str(body_file) == "-" else body_file.read_text()
+        try:
+            text = (
+                sys.stdin.read()
+                if str(body_file) == "-"
+                else body_file.read_text(encoding="utf-8")
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise click.BadParameter(
+                f"cannot read {body_file}: {reason}", param_hint="--body"
+            ) from None
         try:
             body = json.loads(text)
         except ValueError as exc:

@@ -7,7 +7,24 @@ from pathlib import Path
 
 import attrs
 
+from controlplane.errors import TraceLoomError
+
 ENV_PREFIX = "TRACELOOM_"
+# Settings that must be above zero; anything else is a mistake to refuse at
+# start, not a surprise later (a cap of 0 hosts would queue every run).
+_POSITIVE = (
+    "local_max_hosts",
+    "local_idle_timeout_s",
+    "max_server_count",
+    "poll_interval_s",
+    "clone_timeout_s",
+    "install_timeout_s",
+)
+_CHOICES = {"log_format": ("console", "json")}
+
+
+class SettingsError(TraceLoomError, ValueError):
+    """A setting has a value the control plane cannot work with."""
 
 
 @attrs.frozen(kw_only=True)
@@ -75,14 +92,44 @@ def settings_from_env(
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for field in attrs.fields(Settings):
-        raw = env.get(ENV_PREFIX + field.name.upper())
+        variable = ENV_PREFIX + field.name.upper()
+        raw = env.get(variable)
         if raw is not None and raw != "":
-            values[field.name] = _convert(field.type, raw)
+            try:
+                values[field.name] = _convert(field.type, raw)
+            except ValueError:
+                raise SettingsError(
+                    f"{variable}={raw!r} is not a valid {_kind(field.type)}"
+                ) from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     for name in ("data_dir", "cache_dir"):
         if values.get(name) is not None:
             values[name] = Path(str(values[name]))
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    """Refuse values no control plane can work with, naming the variable."""
+    for name in _POSITIVE:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be above 0")
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError(f"{ENV_PREFIX}PORT must be between 0 and 65535")
+    for name, allowed in _CHOICES.items():
+        if getattr(settings, name) not in allowed:
+            raise SettingsError(
+                f"{ENV_PREFIX}{name.upper()} must be one of {', '.join(allowed)}"
+            )
+
+
+def _kind(kind: object) -> str:
+    names = {bool: "boolean", int: "whole number", float: "number"}
+    for python_type, name in names.items():
+        if kind in (python_type, python_type.__name__):
+            return name
+    return "value"
 
 
 def _convert(kind: object, raw: str) -> object:

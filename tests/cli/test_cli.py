@@ -151,6 +151,65 @@ def test_missing_url_is_a_usage_error(cli_env: dict[str, str]) -> None:
     assert "--url" in result.output
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "No such file"), (b"\xff\xfe{", "cannot read")],
+    ids=["missing", "not-utf8"],
+)
+def test_an_unreadable_body_file_is_a_usage_error(
+    cli_env: dict[str, str], tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    """A --body file that cannot be read is named, without a traceback; exit 2."""
+    path = tmp_path / "body.json"
+    if content is not None:
+        path.write_bytes(content)
+
+    result = traceloom(cli_env, "run", "--body", str(path))
+
+    assert result.exit_code == EXIT_RUN_ERRORED
+    assert reason in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("TRACELOOM_MAX_SERVER_COUNT", "abc", "not a valid whole number"),
+        ("TRACELOOM_MAX_SERVER_COUNT", "0", "must be above 0"),
+        ("TRACELOOM_LOCAL_MAX_HOSTS", "-1", "must be above 0"),
+        ("TRACELOOM_POLL_INTERVAL_S", "0", "must be above 0"),
+        ("TRACELOOM_ALLOW_LOCAL_REPOS", "maybe", "not a valid boolean"),
+    ],
+)
+def test_serve_refuses_a_wrong_setting_naming_it(
+    tmp_path: Path, variable: str, value: str, reason: str
+) -> None:
+    """A setting no control plane can work with stops serve at once; exit 2."""
+    result = traceloom(
+        {variable: value}, "serve", "--data-dir", str(tmp_path / "d"), "--port", "0"
+    )
+
+    assert result.exit_code == EXIT_RUN_ERRORED
+    assert variable in result.output
+    assert reason in result.output
+
+
+def test_serve_says_when_its_port_is_taken(tmp_path: Path) -> None:
+    """A port in use is one clear line, not a traceback; exit 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = traceloom(
+            {}, "serve", "--data-dir", str(tmp_path / "d"), "--port", str(port)
+        )
+
+    assert result.exit_code == EXIT_RUN_ERRORED
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
 def test_runs_list_filters_and_pages(cli_env: dict[str, str]) -> None:
     """Runs are listed newest first; a cursor leads to the next page."""
     ids = [
