@@ -162,6 +162,7 @@ class RunExecution:
                 status=ShardStatus.LOST,
                 reason="did not answer after the control plane restarted",
                 finished_at=time.time(),
+                counts=await self._shard_counts(index),
             )
         if not answering:
             raise HostError(
@@ -340,7 +341,10 @@ class RunExecution:
                 await self.db.note_first_test(
                     self.run.id, results.first_test_at_ms / 1000
                 )
-            await self._store(results.settled())
+            if await self._store(results.settled()):
+                await self.db.update_shard(
+                    self.run.id, slot.index, counts=await self._shard_counts(slot.index)
+                )
 
         follow = (
             self.dispatcher.run_shard if attach_to is None else self.dispatcher.attach
@@ -431,15 +435,17 @@ class RunExecution:
                 ]
             )
 
-    async def _store(self, results: list[TestResult]) -> None:
+    async def _store(self, results: list[TestResult]) -> bool:
+        """Store the results not stored as final yet; return whether any were."""
         fresh = [r for r in results if r.test_id not in self.final_ids]
         if not fresh:
-            return
+            return False
         await self.db.upsert_tests(fresh)
         self.final_ids.update(
             r.test_id for r in fresh if r.status != TestStatus.DID_NOT_RUN
         )
         await self.db.update_run(self.run.id, counts=await self._run_counts())
+        return True
 
     async def _store_unfinished(self, results: ShardResults) -> None:
         await self._store(results.results())
