@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -11,7 +12,9 @@ from controlplane.api.appkeys import DB, ENGINE, METRICS, SETTINGS, STORE
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
+from controlplane.fleet.inventory import load_inventory
 from controlplane.fleet.local import LocalProvider
+from controlplane.fleet.static import StaticProvider
 from controlplane.logs import get_logger
 from controlplane.metrics import Metrics
 from controlplane.remote.dispatch import Dispatcher
@@ -31,7 +34,15 @@ def make_provider(settings: Settings) -> FleetProvider:
             chromium_path=settings.chromium_path,
             idle_timeout_s=settings.local_idle_timeout_s,
         )
-    raise TraceLoomError(f"unknown fleet provider {settings.fleet!r}; use 'local'")
+    if settings.fleet == "static":
+        if not settings.inventory:
+            raise TraceLoomError(
+                "the static fleet needs an inventory file (TRACELOOM_INVENTORY)"
+            )
+        return StaticProvider(load_inventory(Path(settings.inventory)))
+    raise TraceLoomError(
+        f"unknown fleet provider {settings.fleet!r}; use 'local' or 'static'"
+    )
 
 
 def make_app(

@@ -69,6 +69,9 @@ cmd_start() {
     [ -f "$dir/token" ] || die "no token in $dir"
     : >"$dir/events.jsonl"
     : >"$dir/attachments.list"
+    # Who started the shard, for whoever must stop it later (a static host
+    # cleaned up at the end of its run).
+    echo "$HARNESS_DIR" >"$dir/harness_dir"
     echo starting >"$dir/state"
     # setsid and closed descriptors: the shard outlives this SSH session, and
     # nothing it starts can hold the session's channel open.

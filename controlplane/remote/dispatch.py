@@ -179,9 +179,14 @@ class Dispatcher:
             quote("test", "-f", f"{harness_dir}/.complete"), check=False
         )
         if check.exit_status != 0:
+            # Unpacked aside and moved in whole: shards starting at once on
+            # one host (a static host's slots) never see a half-written one.
             quoted = shlex.quote(harness_dir)
             await conn.send_file(
-                f"mkdir -p {quoted} && tar -x -C {quoted} && touch {quoted}/.complete",
+                f"mkdir -p {quoted}.parts && tmp=$(mktemp -d {quoted}.parts/XXXXXX)"
+                f' && tar -x -C "$tmp" && touch "$tmp/.complete"'
+                f' && {{ mv -T "$tmp" {quoted} 2>/dev/null || rm -rf "$tmp"; }}'
+                f" && test -f {quoted}/.complete",
                 payload.harness_archive,
             )
         harness = f"{harness_dir}/traceloom-harness.sh"
