@@ -8,7 +8,8 @@ from pathlib import Path
 from aiohttp import web
 
 from controlplane.api import health, keys, middleware, runs
-from controlplane.api.appkeys import DB, ENGINE, METRICS, SETTINGS, STORE
+from controlplane.api.appkeys import AWS, DB, ENGINE, METRICS, SETTINGS, STORE
+from controlplane.aws import Aws, AwsConfig
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
@@ -58,6 +59,8 @@ def make_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        aws = Aws(AwsConfig.from_settings(settings))
+        app[AWS] = aws
         async with Database.open(settings.db_path) as db:
             app[DB] = db
             app[STORE] = LocalArtifactStore(settings.artifacts_dir)
@@ -69,6 +72,7 @@ def make_app(
                 dispatcher=Dispatcher(
                     app[STORE], poll_interval_s=settings.poll_interval_s
                 ),
+                aws=aws,
             )
             app[ENGINE] = engine
             if settings.fleet == "local" and not settings.chromium_path:
@@ -83,6 +87,7 @@ def make_app(
             finally:
                 await engine.close()
                 await fleet.close()
+                await aws.close()
 
     app.cleanup_ctx.append(resources)
     app.router.add_routes(health.routes)

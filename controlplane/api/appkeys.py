@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from controlplane.aws import Aws
     from controlplane.engine.runs import RunEngine
     from controlplane.metrics import Metrics
     from controlplane.settings import Settings
@@ -18,3 +19,4 @@ DB: web.AppKey[Database] = web.AppKey("db")
 STORE: web.AppKey[LocalArtifactStore] = web.AppKey("store")
 ENGINE: web.AppKey[RunEngine] = web.AppKey("engine")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+AWS: web.AppKey[Aws] = web.AppKey("aws")
