@@ -153,30 +153,31 @@ def _host(
     where = f"hosts[{index}]"
     before = len(problems)
 
-    def pick(field: str) -> Any:
+    def pick(field: str, fallback: Any) -> Any:
         value = getattr(entry, field)
-        return getattr(defaults, field) if value is None else value
+        value = getattr(defaults, field) if value is None else value
+        return fallback if value is None else value
 
     if not _NAME.match(entry.name):
         problems.append(f"{where}.name: use letters, digits, '.', '_' and '-'")
     if not _ADDRESS.match(entry.address):
         problems.append(f"{where}.address: {entry.address!r} is not a host name or IP")
-    port = pick("port") or 22
+    port = pick("port", 22)
     if not 1 <= port <= 65535:
         problems.append(f"{where}.port: must be between 1 and 65535")
-    user = pick("user") or "runner"
+    user = pick("user", "runner")
     if not _USER.match(user):
         problems.append(f"{where}.user: {user!r} is not a user name")
-    slots = pick("slots") or 1
+    slots = pick("slots", 1)
     if not 1 <= slots <= MAX_SLOTS:
         problems.append(f"{where}.slots: must be between 1 and {MAX_SLOTS}")
-    work_root = pick("work_root") or DEFAULT_WORK_ROOT
-    deps_root = pick("deps_root") or f"{work_root.rstrip('/')}/deps"
+    work_root = pick("work_root", DEFAULT_WORK_ROOT)
+    deps_root = pick("deps_root", f"{work_root.rstrip('/')}/deps")
     for field, value in (("work_root", work_root), ("deps_root", deps_root)):
         if not value.startswith("/") or "\n" in value:
             problems.append(f"{where}.{field}: must be an absolute path")
     host_key = _public_key(entry.host_key, f"{where}.host_key", problems)
-    key = pick("key")
+    key = pick("key", None)
     if key is None:
         problems.append(f"{where}.key: is required (here or in defaults)")
         return None
