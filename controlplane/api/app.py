@@ -22,6 +22,7 @@ from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
+from controlplane.storage.s3 import ArtifactStore, S3ArtifactStore
 
 log = get_logger(__name__)
 
@@ -46,6 +47,20 @@ def make_provider(settings: Settings) -> FleetProvider:
     )
 
 
+def make_store(settings: Settings, aws: Aws) -> ArtifactStore:
+    """The S3 store when a bucket is configured, else the local folder."""
+    if settings.artifacts_bucket:
+        return S3ArtifactStore(
+            aws,
+            bucket=settings.artifacts_bucket,
+            prefix=settings.artifacts_prefix,
+            link_expires_s=settings.artifact_link_expires_s,
+            upload_expires_s=settings.artifact_upload_expires_s,
+            upload_max_bytes=settings.artifact_upload_max_bytes,
+        )
+    return LocalArtifactStore(settings.artifacts_dir)
+
+
 def make_app(
     *, settings: Settings, provider: FleetProvider | None = None
 ) -> web.Application:
@@ -63,7 +78,7 @@ def make_app(
         app[AWS] = aws
         async with Database.open(settings.db_path) as db:
             app[DB] = db
-            app[STORE] = LocalArtifactStore(settings.artifacts_dir)
+            app[STORE] = make_store(settings, aws)
             fleet = provider or make_provider(settings)
             engine = RunEngine(
                 settings=settings,

@@ -36,6 +36,7 @@ from controlplane.errors import Conflict, InvalidRequest, NotFound
 from controlplane.logs import get_logger, redact_text
 from controlplane.storage.db import RunFilter
 from controlplane.storage.keys import AuthenticatedKey
+from controlplane.storage.s3 import S3ArtifactStore
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
@@ -375,10 +376,13 @@ async def get_tests(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/runs/{run_id}/artifacts/{key:.+}")
-async def get_artifact(request: web.Request) -> web.FileResponse:
+async def get_artifact(request: web.Request) -> web.StreamResponse:
+    """The artifact itself, or (S3 store) a redirect to a short-lived link."""
     require_scope(request, "runs:read")
     run = await _load(request)
     store = request.app[STORE]
+    if isinstance(store, S3ArtifactStore):
+        return await _artifact_link(store, f"{run.id}/{request.match_info['key']}")
     try:
         path = store.path_for(f"{run.id}/{request.match_info['key']}")
     except ValueError:
@@ -386,3 +390,16 @@ async def get_artifact(request: web.Request) -> web.FileResponse:
     if not path.is_file():
         raise NotFound("no such artifact")
     return web.FileResponse(path)
+
+
+async def _artifact_link(store: S3ArtifactStore, key: str) -> web.Response:
+    try:
+        if not await store.exists(key):
+            raise NotFound("no such artifact")
+        link = await store.link(key)
+    except ValueError:
+        raise NotFound("no such artifact") from None
+    # The link is a credential for this one object until it expires.
+    return web.Response(
+        status=307, headers={"Location": link, "Cache-Control": "no-store"}
+    )
