@@ -30,6 +30,7 @@ import aiohttp
 import click
 from aiohttp import web
 
+from controlplane.errors import TraceLoomError
 from controlplane.logs import configure_logging
 from controlplane.settings import settings_from_env
 from controlplane.storage.db import Database, KeyRecord
@@ -91,15 +92,21 @@ def serve(host: str, port: int, data_dir: Path, log_format: str) -> None:
         host=host, port=port, data_dir=data_dir, log_format=log_format
     )
     configure_logging(log_format=settings.log_format, level=settings.log_level)
-    web.run_app(
-        make_app(settings=settings),
-        host=settings.host,
-        port=settings.port,
-        print=lambda _msg: click.echo(
-            f"traceloom: serving on http://{settings.host}:{settings.port}", err=True
-        ),
-        access_log=None,
-    )
+    try:
+        web.run_app(
+            make_app(settings=settings),
+            host=settings.host,
+            port=settings.port,
+            print=lambda _msg: click.echo(
+                f"traceloom: serving on http://{settings.host}:{settings.port}",
+                err=True,
+            ),
+            access_log=None,
+        )
+    except TraceLoomError as exc:
+        # A setting the control plane cannot start with (an unusable
+        # inventory): its reason, not a traceback.
+        raise click.ClickException(str(exc)) from None
 
 
 # -- talking to a server ------------------------------------------------------

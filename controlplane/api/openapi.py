@@ -374,11 +374,22 @@ def _paths() -> Schema:
                 _answers(
                     {
                         200: {
-                            "description": "The file.",
+                            "description": "The file (artifacts kept locally).",
                             "content": {
                                 "*/*": {"schema": {"type": "string"}},
                             },
-                        }
+                        },
+                        307: {
+                            "description": "Artifacts kept in S3: a presigned link"
+                            " to the file, valid for a few minutes"
+                            " (TRACELOOM_ARTIFACT_LINK_EXPIRES_S).",
+                            "headers": {
+                                "Location": {
+                                    "description": "The presigned link.",
+                                    "schema": _STRING,
+                                }
+                            },
+                        },
                     },
                     401,
                     403,

@@ -51,6 +51,9 @@ class S3SuiteSource:
         Raises SourceError with the reason: no such bucket or key, access
         denied, too large, not a zip, or an unsafe entry.
         """
+        # XXX: a resumed or rerun S3 run downloads the key's current object,
+        # which CI may have replaced since; the first run's VersionId (the
+        # return value) kept with the run and asked for here would pin it.
         url = source_id(source)
         if self.allowed_bucket and source.bucket != self.allowed_bucket:
             raise SourceError(f"{url}: this control plane reads suites from"

@@ -97,6 +97,10 @@ def _host_for(entry: InventoryHost, slot: int) -> Host:
 class StaticProvider:
     """Leases the places of an inventory's hosts to runs, first come first."""
 
+    # XXX: the slots of one host share its network, so a suite whose web
+    # server uses a fixed port needs slots: 1 there; running each shard in
+    # a network namespace of its own (as local hosts do) would remove that.
+
     def __init__(
         self,
         inventory: Inventory,
@@ -315,7 +319,13 @@ class StaticProvider:
         return None
 
     async def _clean(self, host: Host, run_id: str) -> None:
-        """Stop what ``run_id`` left running on ``host``; remove its folder."""
+        """Stop what ``run_id`` left running on ``host``; remove its folder.
+
+        The dependencies shipped to ``deps_root`` stay, as a cache.
+        """
+        # XXX: nothing evicts old entries of deps_root (one per lockfile), so
+        # a long-lived host's disk fills over months; removing entries unused
+        # for N days here, under a lock against a run putting one, would.
         script = _CLEAN.format(
             run=quote(f"{host.work_root}/runs/{run_id}"), work=quote(host.work_root)
         )
