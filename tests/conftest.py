@@ -201,13 +201,17 @@ def moto_endpoint() -> Iterator[str]:
         server.stop()
 
 
+# What aws_env gives botocore; the policy-checking proxy verifies with it.
+AWS_TEST_SECRET = "traceloom-moto-secret-key-not-real"
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials and region for moto: never a real account's."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRACELOOMTESTING")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "traceloom-moto-secret-key-not-real")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_TEST_SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")

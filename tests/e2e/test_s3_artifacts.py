@@ -30,6 +30,7 @@ from controlplane.settings import Settings
 from controlplane.storage.keys import create_key
 from controlplane.storage.s3 import S3ArtifactStore
 from tests.conftest import (
+    AWS_TEST_SECRET,
     CHROMIUM,
     EXAMPLE_SUITE,
     FINISHED,
@@ -39,7 +40,6 @@ from tests.conftest import (
 )
 from tests.openssh import client_key, openssh_host, wait_until_gone
 from tests.s3policy import policy_checking_proxy
-from tests.storage.test_s3_store import SECRET
 
 pytestmark = [
     pytest.mark.e2e,
@@ -73,7 +73,7 @@ test('shows the price', async ({ page }) => {
 
 @pytest.fixture
 async def endpoint(moto_endpoint: str, aws_env: None) -> AsyncIterator[str]:
-    async with policy_checking_proxy(moto_endpoint, SECRET) as url:
+    async with policy_checking_proxy(moto_endpoint, AWS_TEST_SECRET) as url:
         yield url
 
 
@@ -136,7 +136,7 @@ async def test_runner_uploads_to_s3_and_the_api_hands_out_links(
             stored = await store.keys(run_id)
         leftovers = await asyncio.to_thread(
             subprocess.run,
-            ["grep", "-rl", SECRET, str(host.prefix), f"/home/{host.user}"],
+            ["grep", "-rl", AWS_TEST_SECRET, str(host.prefix), f"/home/{host.user}"],
             capture_output=True,
             check=False,
         )

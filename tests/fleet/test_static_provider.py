@@ -177,3 +177,22 @@ async def test_release_stops_what_a_run_left_and_removes_its_folder(
     assert not (rack[0].work_root / "runs" / "run_leftover").exists()
     assert provider.held_by("run_leftover") == []
     assert provider.free_count == 1
+
+
+async def test_a_run_cancelled_while_waiting_leaves_the_line(
+    rack: list[OpenSshHost], key: tuple[Path, str], make_provider: MakeProvider
+) -> None:
+    """A waiting run that is cancelled holds nothing and blocks no one."""
+    provider = make_provider([rack[0].inventory_entry(key[0])])
+    await provider.lease("run_holder", 1)
+    cancelled = asyncio.create_task(provider.lease("run_gone", 1))
+    behind = asyncio.create_task(provider.lease("run_next", 1))
+    await asyncio.sleep(0.3)
+
+    cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    await provider.release("run_holder")
+    await asyncio.wait_for(behind, 20)
+
+    assert provider.held_by("run_gone") == []
+    assert provider.held_by("run_next") == ["rack-01#0"]

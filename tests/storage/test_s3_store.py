@@ -22,10 +22,10 @@ from controlplane.aws import Aws, AwsConfig
 from controlplane.harness import HARNESS_DIR
 from controlplane.storage.artifacts import UnsafeArtifactPath
 from controlplane.storage.s3 import S3ArtifactStore, UploadGrant
+from tests.conftest import AWS_TEST_SECRET as SECRET
 from tests.conftest import NewBucket
 from tests.s3policy import policy_checking_proxy
 
-SECRET = "traceloom-moto-secret-key-not-real"  # the aws_env fixture's
 PREFIX = "run_1/shard-0/batch-2"
 
 
