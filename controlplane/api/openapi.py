@@ -390,6 +390,7 @@ def _paths() -> Schema:
                                 }
                             },
                         },
+                        503: _json(_ref("Error"), "The S3 store cannot be read now."),
                     },
                     401,
                     403,

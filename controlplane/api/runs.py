@@ -11,15 +11,17 @@ from typing import Any
 import attrs
 import structlog
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
-from controlplane.api.middleware import Unprocessable, require_scope
+from controlplane.api.middleware import Unprocessable, error_body, require_scope
 from controlplane.api.models import (
     decode_cursor,
     encode_cursor,
     parse_run_body,
     parse_run_query,
 )
+from controlplane.aws import describe_error
 from controlplane.domain import (
     GitSource,
     Run,
@@ -399,6 +401,13 @@ async def _artifact_link(store: S3ArtifactStore, key: str) -> web.Response:
         link = await store.link(key)
     except ValueError:
         raise NotFound("no such artifact") from None
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("artifacts.store_unavailable", error=describe_error(exc))
+        return error_body(
+            503,
+            "store_unavailable",
+            f"the artifact store cannot be read now: {describe_error(exc)}",
+        )
     # The link is a credential for this one object until it expires.
     return web.Response(
         status=307, headers={"Location": link, "Cache-Control": "no-store"}
