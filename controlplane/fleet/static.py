@@ -133,6 +133,7 @@ class StaticProvider:
         return [p.host.name for p in self._places if p.run_id == run_id]
 
     async def lease(self, run_id: str, count: int) -> None:
+        """Wait in line until ``count`` places are free; hold them for the run."""
         if count > len(self._places):
             raise HostError(
                 f"serverCount {count} exceeds the {len(self._places)} slots of the"
@@ -159,6 +160,7 @@ class StaticProvider:
         log.info("lease.granted", places=self.held_by(run_id))
 
     async def acquire(self, run_id: str, count: int) -> list[Host]:
+        """Hand out ``count`` held (or newly leased) places whose hosts answer."""
         held = self._waiting_places(run_id)
         if len(held) < count:
             if any(p.run_id == run_id for p in self._places):
@@ -183,6 +185,7 @@ class StaticProvider:
         return [p.host for p in chosen]
 
     async def release(self, run_id: str) -> None:
+        """Stop what the run left on its hosts, then free its places."""
         mine = [p for p in self._places if p.run_id == run_id]
         if not mine:
             return
@@ -196,6 +199,7 @@ class StaticProvider:
         log.info("lease.released", places=[p.host.name for p in mine])
 
     def adopt(self, run_id: str, hosts: list[Host]) -> None:
+        """Hold again the places a run had before the control plane restarted."""
         by_name = {p.host.name: p for p in self._places}
         for host in hosts:
             place = by_name.get(host.name)
@@ -214,6 +218,7 @@ class StaticProvider:
             log.info("host.adopted", host=host.name)
 
     async def close(self) -> None:
+        """Release every run's places."""
         for run_id in {p.run_id for p in self._places if p.run_id is not None}:
             await self.release(run_id)
 
