@@ -119,6 +119,8 @@ def serve(host: str, port: int, data_dir: Path, log_format: str) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
     except TraceLoomError as exc:
+        # A setting the control plane cannot start with (an unusable
+        # inventory): its reason, not a traceback.
         raise StartError(str(exc)) from None
 
 

@@ -54,6 +54,28 @@ class Settings:
     poll_interval_s: float = 0.5
     clone_timeout_s: float = 300.0
     install_timeout_s: float = 900.0
+    # -- on-prem hosts (fleet "static") --
+    # The inventory file (YAML or TOML) of the hosts runs may lease.
+    inventory: str = ""
+    # -- AWS (S3 sources and artifacts) --
+    # Empty: botocore's own resolution (AWS_REGION, the instance's metadata).
+    aws_region: str = ""
+    # An S3-compatible endpoint instead of AWS's own (MinIO, a test server).
+    aws_endpoint_url: str = ""
+    # Where CI uploads zipped suites; when set, the only bucket S3 sources
+    # may name. Empty: any bucket the control plane's credentials can read.
+    sources_bucket: str = ""
+    source_zip_max_bytes: int = 512 * 1024 * 1024
+    source_unpacked_max_bytes: int = 2 * 1024 * 1024 * 1024
+    source_max_entries: int = 100_000
+    # When set, artifacts are kept in this bucket instead of the data folder.
+    artifacts_bucket: str = ""
+    artifacts_prefix: str = ""
+    # Lifetimes of the presigned links the API hands out and of the
+    # presigned uploads a runner gets for one batch's artifacts.
+    artifact_link_expires_s: int = 300
+    artifact_upload_expires_s: int = 900
+    artifact_upload_max_bytes: int = 1024 * 1024 * 1024
 
     @property
     def db_path(self) -> Path:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aioboto3
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -177,3 +180,59 @@ def run_body(
         "testPattern": pattern,
         **extra,
     }
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on a loopback port, for the whole session.
+
+    Tests share it, so each uses buckets of its own (``new_bucket``).
+    """
+    from moto.server import ThreadedMotoServer
+
+    # Its per-request access log is noise in pytest's captured output.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+# What aws_env gives botocore; the policy-checking proxy verifies with it.
+AWS_TEST_SECRET = "traceloom-moto-secret-key-not-real"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials and region for moto: never a real account's."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRACELOOMTESTING")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_TEST_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+NewBucket = Callable[[], Any]
+
+
+@pytest.fixture
+def new_bucket(moto_endpoint: str, aws_env: None) -> NewBucket:
+    """Make an empty bucket of a name no other test uses; return the name."""
+
+    async def make() -> str:
+        name = f"tl-{uuid.uuid4().hex[:20]}"
+        async with aioboto3.Session().client(
+            "s3", endpoint_url=moto_endpoint, region_name="eu-west-1"
+        ) as s3:
+            await s3.create_bucket(
+                Bucket=name,
+                CreateBucketConfiguration={"LocationConstraint": "eu-west-1"},
+            )
+        return name
+
+    return make

@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from controlplane.aws import Aws
     from controlplane.engine.runs import RunEngine
     from controlplane.metrics import Metrics
     from controlplane.settings import Settings
-    from controlplane.storage.artifacts import LocalArtifactStore
     from controlplane.storage.db import Database
+    from controlplane.storage.s3 import ArtifactStore
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")
-STORE: web.AppKey[LocalArtifactStore] = web.AppKey("store")
+STORE: web.AppKey[ArtifactStore] = web.AppKey("store")
 ENGINE: web.AppKey[RunEngine] = web.AppKey("engine")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+AWS: web.AppKey[Aws] = web.AppKey("aws")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from aiohttp import web
 
@@ -31,13 +30,10 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:  # any failure means not ready; logged, not leaked
         log.warning("ready.database_failed", error=repr(exc))
         checks["database"] = "unreachable"
-    root = request.app[STORE].root
-    writable = await asyncio.to_thread(
-        lambda: root.is_dir() and os.access(root, os.W_OK | os.X_OK)
-    )
-    if not writable:
-        log.warning("ready.store_failed", root=str(root))
-        checks["artifactStore"] = "not writable"
+    problem = await request.app[STORE].check()
+    if problem is not None:
+        log.warning("ready.store_failed", problem=problem)
+        checks["artifactStore"] = problem
     ready = all(value == "ok" for value in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},

@@ -374,11 +374,23 @@ def _paths() -> Schema:
                 _answers(
                     {
                         200: {
-                            "description": "The file.",
+                            "description": "The file (artifacts kept locally).",
                             "content": {
                                 "*/*": {"schema": {"type": "string"}},
                             },
-                        }
+                        },
+                        307: {
+                            "description": "Artifacts kept in S3: a presigned link"
+                            " to the file, valid for a few minutes"
+                            " (TRACELOOM_ARTIFACT_LINK_EXPIRES_S).",
+                            "headers": {
+                                "Location": {
+                                    "description": "The presigned link.",
+                                    "schema": _STRING,
+                                }
+                            },
+                        },
+                        503: _json(_ref("Error"), "The S3 store cannot be read now."),
                     },
                     401,
                     403,

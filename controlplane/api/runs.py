@@ -11,15 +11,17 @@ from typing import Any
 import attrs
 import structlog
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
 
 from controlplane.api.appkeys import DB, ENGINE, SETTINGS, STORE
-from controlplane.api.middleware import Unprocessable, require_scope
+from controlplane.api.middleware import Unprocessable, error_body, require_scope
 from controlplane.api.models import (
     decode_cursor,
     encode_cursor,
     parse_run_body,
     parse_run_query,
 )
+from controlplane.aws import describe_error
 from controlplane.domain import (
     GitSource,
     Run,
@@ -36,6 +38,7 @@ from controlplane.errors import Conflict, InvalidRequest, NotFound
 from controlplane.logs import get_logger, redact_text
 from controlplane.storage.db import RunFilter
 from controlplane.storage.keys import AuthenticatedKey
+from controlplane.storage.s3 import S3ArtifactStore
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
@@ -378,10 +381,13 @@ async def get_tests(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/runs/{run_id}/artifacts/{key:.+}")
-async def get_artifact(request: web.Request) -> web.FileResponse:
+async def get_artifact(request: web.Request) -> web.StreamResponse:
+    """The artifact itself, or (S3 store) a redirect to a short-lived link."""
     require_scope(request, "runs:read")
     run = await _load(request)
     store = request.app[STORE]
+    if isinstance(store, S3ArtifactStore):
+        return await _artifact_link(store, f"{run.id}/{request.match_info['key']}")
     try:
         path = store.path_for(f"{run.id}/{request.match_info['key']}")
     except ValueError:
@@ -389,3 +395,23 @@ async def get_artifact(request: web.Request) -> web.FileResponse:
     if not path.is_file():
         raise NotFound("no such artifact")
     return web.FileResponse(path)
+
+
+async def _artifact_link(store: S3ArtifactStore, key: str) -> web.Response:
+    try:
+        if not await store.exists(key):
+            raise NotFound("no such artifact")
+        link = await store.link(key)
+    except ValueError:
+        raise NotFound("no such artifact") from None
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("artifacts.store_unavailable", error=describe_error(exc))
+        return error_body(
+            503,
+            "store_unavailable",
+            f"the artifact store cannot be read now: {describe_error(exc)}",
+        )
+    # The link is a credential for this one object until it expires.
+    return web.Response(
+        status=307, headers={"Location": link, "Cache-Control": "no-store"}
+    )

@@ -117,7 +117,7 @@ class RunExecution:
         """
         records = await self.db.hosts(self.run.id)
         hosts = {
-            s: Host.from_record(r, self._load_key(r["name"]))
+            s: Host.from_record(r, self._load_key(r["name"], r.get("keyPath", "")))
             for s, r in records.items()
         }
         self.provider.adopt(self.run.id, list(hosts.values()))
@@ -195,14 +195,17 @@ class RunExecution:
         return self.keys_dir / f"{self.run.id}--{name}.key"
 
     def _save_key(self, host: Host) -> None:
+        if host.key_path:
+            return  # the operator's key, read from where they keep it
         self.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._key_path(host.name)
         path.write_bytes(b"")
         path.chmod(0o600)
         path.write_bytes(host.client_key.export_private_key())
 
-    def _load_key(self, name: str) -> asyncssh.SSHKey:
-        return asyncssh.import_private_key(self._key_path(name).read_bytes())
+    def _load_key(self, name: str, key_path: str = "") -> asyncssh.SSHKey:
+        path = Path(key_path) if key_path else self._key_path(name)
+        return asyncssh.import_private_key(path.read_bytes())
 
     def forget_keys(self) -> None:
         """Delete the run's client keys once its hosts are released."""

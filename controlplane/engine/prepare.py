@@ -1,9 +1,10 @@
 """Preparing a run once, before any host: source, files, dependencies, work.
 
-The repository is cloned, spec files discovered, the suite's layout and
-``traceloom.yml`` read, dependencies installed (or found in the cache), the
-repository and harness packed for shipping, and every file turned into a
-work item with its expected cost.
+The repository is cloned (or the zipped suite downloaded from S3 and
+unpacked), spec files discovered, the suite's layout and ``traceloom.yml``
+read, dependencies installed (or found in the cache), the repository and
+harness packed for shipping, and every file turned into a work item with
+its expected cost.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 
 import attrs
 
-from controlplane.domain import GitSource, Run, TestRef
-from controlplane.engine import discovery, history, repoconfig, source, suite
+from controlplane.domain import Run, S3Source, TestRef
+from controlplane.engine import discovery, history, repoconfig, s3source, source, suite
 from controlplane.engine.deps import DependencyCache
+from controlplane.engine.s3source import S3SuiteSource
 from controlplane.engine.workqueue import WorkItem
 from controlplane.errors import SourceError
 from controlplane.harness import HARNESS_DIR, HARNESS_FILES
@@ -92,25 +94,31 @@ async def prepare_run(
     harness_dir: Path,
     clone_timeout_s: float,
     commit: str | None = None,
+    s3: S3SuiteSource | None = None,
 ) -> Prepared:
     """Everything a run needs before its hosts; raises SourceError with why."""
     request = run.request
-    if not isinstance(request.test_source, GitSource):
-        raise SourceError("S3 test sources are not supported by this control plane yet")
     checkout = workdir / "src"
     # A folder left by a control plane that died is stale: start clean.
     await asyncio.to_thread(shutil.rmtree, workdir, True)
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-    sha = await source.clone(
-        repo=source.with_credentials(
-            request.test_source.git_repo, await db.credential(run.id)
-        ),
-        branch=request.test_source.git_branch,
-        commit=commit or request.commit_sha,
-        dest=checkout,
-        timeout_s=clone_timeout_s,
-    )
-    await db.update_run(run.id, resolved_sha=sha)
+    if isinstance(request.test_source, S3Source):
+        if s3 is None:
+            raise SourceError("this control plane is not set up to read from S3")
+        sha = await s3.fetch(request.test_source, checkout, timeout_s=clone_timeout_s)
+        suite_source = s3source.source_id(request.test_source)
+    else:
+        sha = await source.clone(
+            repo=source.with_credentials(
+                request.test_source.git_repo, await db.credential(run.id)
+            ),
+            branch=request.test_source.git_branch,
+            commit=commit or request.commit_sha,
+            dest=checkout,
+            timeout_s=clone_timeout_s,
+        )
+        suite_source = request.test_source.git_repo
+        await db.update_run(run.id, resolved_sha=sha)
     files = await asyncio.to_thread(discovery.discover, checkout, request.test_pattern)
     lines = None
     if request.only is not None:
@@ -132,7 +140,7 @@ async def prepare_run(
     )
     harness_key, archive = await asyncio.to_thread(harness_archive, harness_dir)
 
-    key = history.suite_key(request.test_source.git_repo, request.test_pattern)
+    key = history.suite_key(suite_source, request.test_pattern)
     store = HistoryStore(db)
     sizes = {f: (checkout / f).stat().st_size for f in files}
     estimates = history.estimate_costs(sizes, await store.file_costs(key))

@@ -19,11 +19,12 @@ from typing import Protocol
 import attrs
 import structlog
 
+from controlplane.aws import Aws
 from controlplane.domain import (
     Counts,
-    GitSource,
     Run,
     RunStatus,
+    S3Source,
     Shard,
     ShardStatus,
 )
@@ -31,9 +32,11 @@ from controlplane.engine import history
 from controlplane.engine.deps import DependencyCache
 from controlplane.engine.execution import RunExecution
 from controlplane.engine.prepare import Prepared, prepare_run
+from controlplane.engine.s3source import S3SuiteSource
 from controlplane.engine.source import is_local_repo, split_credentials
+from controlplane.engine.unzip import ZipLimits
 from controlplane.errors import InvalidRequest, RunFailure
-from controlplane.fleet.base import FleetProvider
+from controlplane.fleet.base import FleetProvider, wait_for_lease
 from controlplane.logs import get_logger
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
@@ -71,8 +74,22 @@ class RunEngine:
         provider: FleetProvider,
         dispatcher: Dispatcher,
         listeners: Sequence[RunListener] = (),
+        aws: Aws | None = None,
     ) -> None:
         self.settings = settings
+        self.s3_source = (
+            None
+            if aws is None
+            else S3SuiteSource(
+                aws,
+                limits=ZipLimits(
+                    max_entries=settings.source_max_entries,
+                    max_unpacked_bytes=settings.source_unpacked_max_bytes,
+                ),
+                max_zip_bytes=settings.source_zip_max_bytes,
+                allowed_bucket=settings.sources_bucket,
+            )
+        )
         self.db = db
         self.provider = provider
         self.dispatcher = dispatcher
@@ -94,7 +111,12 @@ class RunEngine:
         stores them apart (``Database.save_credential``) for the clone only.
         """
         source_ = run.request.test_source
-        if not isinstance(source_, GitSource):
+        if isinstance(source_, S3Source):
+            allowed = self.settings.sources_bucket
+            if allowed and source_.bucket != allowed:
+                raise InvalidRequest(
+                    {"testSource.bucket": f"must be {allowed!r} on this control plane"}
+                )
             return None
         if is_local_repo(source_.git_repo) and not self.settings.allow_local_repos:
             raise InvalidRequest(
@@ -245,9 +267,9 @@ class RunEngine:
             clone_timeout_s=self.settings.clone_timeout_s,
             # The same commit as before the restart, even if the branch moved.
             commit=run.resolved_sha if resume else None,
+            s3=self.s3_source,
         )
         self._prepared[run.id] = prepared
-        await self.db.update_run(run.id, status=RunStatus.PROVISIONING)
         execution = RunExecution(
             run=run,
             prepared=prepared,
@@ -257,6 +279,11 @@ class RunEngine:
             keys_dir=self.settings.data_dir / "keys",
         )
         self._executions[run.id] = execution
+        if not resume:
+            # A provider of shared hosts makes the run wait, still queued,
+            # until enough of them are free.
+            await wait_for_lease(self.provider, run.id, execution.host_count)
+        await self.db.update_run(run.id, status=RunStatus.PROVISIONING)
         await self.db.update_run(run.id, status=RunStatus.RUNNING)
         if resume:
             await execution.resume()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import asyncssh
 import attrs
@@ -26,6 +26,10 @@ class Host:
     deps_root: str
     # The provider's own reference: a pid, an instance id.
     handle: str = ""
+    # Where the client key lives when the operator keeps it (an on-prem
+    # host's long-lived key): never copied. Empty for per-run keys, which
+    # the control plane keeps itself for as long as the run.
+    key_path: str = ""
 
     def to_record(self) -> dict[str, str | int]:
         """Everything but the client key, to find the host again later."""
@@ -38,6 +42,7 @@ class Host:
             "workRoot": self.work_root,
             "depsRoot": self.deps_root,
             "handle": self.handle,
+            "keyPath": self.key_path,
         }
 
     @classmethod
@@ -52,6 +57,7 @@ class Host:
             work_root=record["workRoot"],
             deps_root=record["depsRoot"],
             handle=record.get("handle", ""),
+            key_path=record.get("keyPath", ""),
         )
 
 
@@ -73,3 +79,22 @@ class FleetProvider(Protocol):
     async def close(self) -> None:
         """Release every host still held."""
         ...
+
+
+@runtime_checkable
+class LeasingProvider(Protocol):
+    """A provider of hosts shared between runs, which may all be busy."""
+
+    async def lease(self, run_id: str, count: int) -> None:
+        """Wait until ``count`` hosts are free and hold them for ``run_id``.
+
+        Raises HostError when ``count`` hosts could never be free at once.
+        ``acquire`` then hands out the held hosts; ``release`` frees them.
+        """
+        ...
+
+
+async def wait_for_lease(provider: FleetProvider, run_id: str, count: int) -> None:
+    """Hold ``count`` hosts for ``run_id`` if ``provider`` shares its hosts."""
+    if isinstance(provider, LeasingProvider) and count > 0:
+        await provider.lease(run_id, count)

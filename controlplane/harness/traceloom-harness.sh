@@ -5,6 +5,8 @@
 #   traceloom-harness.sh poll SHARD_DIR OFFSET       state line, then new events
 #   traceloom-harness.sh stop SHARD_DIR              stop the shard's processes
 #   traceloom-harness.sh pack SHARD_DIR              tar of attachments and blob
+#   traceloom-harness.sh upload SHARD_DIR PREFIX     post them to a presigned S3
+#                                                    upload, each under PREFIX
 #   traceloom-harness.sh deps-has DEPS_DIR           exit 0 when deps are there
 #   traceloom-harness.sh deps-put DEPS_DIR           unpack a deps tar from stdin
 #   traceloom-harness.sh suite-put SUITE DEPS PKG    unpack the repository from
@@ -117,6 +119,9 @@ cmd_start() {
     [ -f "$dir/token" ] || die "no token in $dir"
     : >"$dir/events.jsonl"
     : >"$dir/attachments.list"
+    # Who started the shard, for whoever must stop it later (a static host
+    # cleaned up at the end of its run).
+    echo "$HARNESS_DIR" >"$dir/harness_dir"
     echo starting >"$dir/state"
     # setsid and closed descriptors: the shard outlives this SSH session, and
     # nothing it starts can hold the session's channel open. Where python3
@@ -244,6 +249,52 @@ cmd_pack() {
     return 0
 }
 
+# $1 as a double-quoted value of curl's configuration syntax.
+config_quote() {
+    printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
+}
+
+# Post every attachment and the blob report to S3, each as PREFIX<its path>.
+# upload.curl (from the control plane) holds the presigned POST: the URL
+# and the signed policy's fields, which accept keys under PREFIX only. One
+# curl process posts them all (its connections are reused), reading its
+# options from a file so that no other user sees the policy in ps.
+cmd_upload() {
+    dir=$1
+    prefix=$2
+    cd "$dir" || exit 2
+    [ -f upload.curl ] || die "no upload grant in $dir"
+    [ -d blob ] && find blob -type f -print0 >>attachments.list
+    umask 077
+    count=0
+    tr '\0' '\n' <attachments.list | sort -u >upload.list
+    while IFS= read -r rel; do
+        [ -f "$rel" ] || continue
+        [ "$count" -gt 0 ] && echo next
+        cat upload.curl
+        printf 'form-string = %s\n' "$(config_quote "key=$prefix$rel")"
+        # The file name is quoted for -F, then the whole for the config.
+        file=$(printf '%s' "$rel" | sed 's/[\\"]/\\&/g')
+        printf 'form = %s\n' "$(config_quote "file=@\"$file\"")"
+        printf '%s\n' 'output = "/dev/null"' 'write-out = "%{response_code}\n"' \
+            silent show-error 'retry = 3'
+        count=$((count + 1))
+    done <upload.list >upload.config
+    if [ "$count" -eq 0 ]; then
+        echo "uploaded=0 files=0"
+        return 0
+    fi
+    codes=$(curl --config upload.config 2>upload.err)
+    ok=$(printf '%s\n' "$codes" | grep -c '^2')
+    rm -f upload.curl upload.config
+    echo "uploaded=$ok files=$count"
+    if [ "$ok" -ne "$count" ]; then
+        printf '%s\n' "$codes" | grep -v '^2' | sort | uniq -c | sed 's/^/status /'
+        tail -c 1000 upload.err
+        return 1
+    fi
+}
+
 cmd_suite_put() {
     suite=$1
     deps=$2
@@ -289,6 +340,7 @@ _run) cmd_run "$@" ;;
 poll) cmd_poll "$@" ;;
 stop) cmd_stop "$@" ;;
 pack) cmd_pack "$@" ;;
+upload) cmd_upload "$@" ;;
 deps-has) cmd_deps_has "$@" ;;
 deps-put) cmd_deps_put "$@" ;;
 suite-put) cmd_suite_put "$@" ;;

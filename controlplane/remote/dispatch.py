@@ -28,12 +28,13 @@ from controlplane.errors import HostError
 from controlplane.fleet.base import Host
 from controlplane.logs import get_logger, redact_text
 from controlplane.remote.ssh import HostConnection, quote
-from controlplane.storage.artifacts import LocalArtifactStore
+from controlplane.storage.s3 import ArtifactStore, S3ArtifactStore
 
 log = get_logger(__name__)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STOP_TIMEOUT_S = 30.0
+_UPLOAD_TIMEOUT_S = 900.0
 # How long past its own timeout a shard may take to report before the
 # control plane stops it from here (the host's watchdog should act first).
 _DEADLINE_GRACE_S = 30.0
@@ -85,7 +86,7 @@ def env_script(env: dict[str, str]) -> str:
 
 
 class Dispatcher:
-    def __init__(self, store: LocalArtifactStore, *, poll_interval_s: float) -> None:
+    def __init__(self, store: ArtifactStore, *, poll_interval_s: float) -> None:
         self.store = store
         self.poll_interval_s = poll_interval_s
 
@@ -179,9 +180,14 @@ class Dispatcher:
             quote("test", "-f", f"{harness_dir}/.complete"), check=False
         )
         if check.exit_status != 0:
+            # Unpacked aside and moved in whole: shards starting at once on
+            # one host (a static host's slots) never see a half-written one.
             quoted = shlex.quote(harness_dir)
             await conn.send_file(
-                f"mkdir -p {quoted} && tar -x -C {quoted} && touch {quoted}/.complete",
+                f"mkdir -p {quoted}.parts && tmp=$(mktemp -d {quoted}.parts/XXXXXX)"
+                f' && tar -x -C "$tmp" && touch "$tmp/.complete"'
+                f' && {{ mv -T "$tmp" {quoted} 2>/dev/null || rm -rf "$tmp"; }}'
+                f" && test -f {quoted}/.complete",
                 payload.harness_archive,
             )
         harness = f"{harness_dir}/traceloom-harness.sh"
@@ -270,6 +276,9 @@ class Dispatcher:
     async def _collect(
         self, conn: HostConnection, harness: str, shard_dir: str, results: ShardResults
     ) -> None:
+        if isinstance(self.store, S3ArtifactStore):
+            await self._upload(conn, harness, shard_dir, results)
+            return
         with tempfile.TemporaryDirectory(prefix="traceloom-pack-") as tmp:
             archive = Path(tmp) / "attachments.tar"
             await conn.receive_file(quote("sh", harness, "pack", shard_dir), archive)
@@ -277,6 +286,41 @@ class Dispatcher:
                 await asyncio.to_thread(
                     self.store.unpack_tar, archive, results.artifact_prefix
                 )
+
+    async def _upload(
+        self, conn: HostConnection, harness: str, shard_dir: str, results: ShardResults
+    ) -> None:
+        """Have the host post its attachments to S3 under the batch's prefix.
+
+        The host gets a presigned upload limited to that prefix, never a
+        credential. A failed upload loses artifacts, not results: it is
+        logged, and the batch's verdict stands.
+        """
+        assert isinstance(self.store, S3ArtifactStore)
+        grant = await self.store.upload_grant(results.artifact_prefix)
+        await conn.run(
+            f"umask 077 && cat > {shlex.quote(f'{shard_dir}/upload.curl')}",
+            stdin=grant.curl_config().encode(),
+        )
+        done = await conn.run(
+            quote("sh", harness, "upload", shard_dir, grant.key_prefix),
+            check=False,
+            timeout_s=_UPLOAD_TIMEOUT_S,
+        )
+        summary = redact_text((done.stdout or done.stderr).decode(errors="replace"))
+        if done.exit_status != 0:
+            log.warning(
+                "artifacts.upload_failed",
+                host=conn.host.name,
+                prefix=results.artifact_prefix,
+                output=summary.strip()[-1500:],
+            )
+            return
+        log.info(
+            "artifacts.uploaded",
+            prefix=results.artifact_prefix,
+            summary=summary.strip(),
+        )
 
     async def _stop_quietly(
         self, conn: HostConnection, harness: str, shard_dir: str

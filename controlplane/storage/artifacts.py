@@ -1,11 +1,14 @@
 """The artifact store: traces, screenshots and reports under a per-run prefix.
 
 Keys are relative POSIX paths such as ``<run>/shard-0/test-results/...``.
-The local store keeps them in a folder; an S3 store will keep the same keys.
+The local store keeps them in a folder; the S3 store (``storage.s3``) keeps
+the same keys as objects.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -58,3 +61,11 @@ class LocalArtifactStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path_for(prefix), ignore_errors=True)
+
+    async def check(self) -> str | None:
+        """None when the root folder is writable, else why not (for readiness)."""
+        root = self.root
+        writable = await asyncio.to_thread(
+            lambda: root.is_dir() and os.access(root, os.W_OK | os.X_OK)
+        )
+        return None if writable else "not writable"
