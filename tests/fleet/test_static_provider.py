@@ -168,7 +168,11 @@ async def test_release_stops_what_a_run_left_and_removes_its_folder(
         " && (TRACELOOM_SHARD=tok123 setsid sleep 600 </dev/null >/dev/null 2>&1 &)"
     )
     await conn.close()
-    assert marked_pids("TRACELOOM_SHARD=tok123")
+    # The detached sleep starts after the command returns: wait until it runs.
+    deadline = asyncio.get_running_loop().time() + 20
+    while not marked_pids("TRACELOOM_SHARD=tok123"):
+        assert asyncio.get_running_loop().time() < deadline, "the sleep never ran"
+        await asyncio.sleep(0.05)
 
     await provider.release("run_leftover")
 
