@@ -127,8 +127,8 @@ async def test_hosts_keep_their_own_files_at_one_absolute_path(
         assert lines[0] == host.work_root
         assert lines[1] == host.name
     on_disk = provider.hosts_dir / hosts[0].name / "mine"
-    assert on_disk.read_text().strip() == hosts[0].name  # noqa: ASYNC240
-    assert not any((provider.hosts_dir / "work").iterdir())  # noqa: ASYNC240
+    assert on_disk.read_text().strip() == hosts[0].name
+    assert not any((provider.hosts_dir / "work").iterdir())
 
 
 async def test_release_stops_hosts_and_their_processes(
@@ -147,7 +147,7 @@ async def test_release_stops_hosts_and_their_processes(
 
     assert not traceloom_processes(RUNS["run_a"])
     folders = [provider.hosts_dir / h.name for h in hosts]
-    assert not any(f.exists() for f in folders)  # noqa: ASYNC240
+    assert not any(f.exists() for f in folders)
     with pytest.raises(HostError):
         await HostConnection.open(hosts[0], timeout_s=3)
 
