@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from controlplane.dashboard.sessions import SessionStore
     from controlplane.engine.runs import RunEngine
     from controlplane.metrics import Metrics
+    from controlplane.notify.service import Notifier
+    from controlplane.schedules.service import ScheduleService
     from controlplane.settings import Settings
     from controlplane.storage.artifacts import LocalArtifactStore
     from controlplane.storage.db import Database
@@ -18,3 +21,6 @@ DB: web.AppKey[Database] = web.AppKey("db")
 STORE: web.AppKey[LocalArtifactStore] = web.AppKey("store")
 ENGINE: web.AppKey[RunEngine] = web.AppKey("engine")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+SCHEDULES: web.AppKey[ScheduleService] = web.AppKey("schedules")
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+SESSIONS: web.AppKey[SessionStore] = web.AppKey("sessions")

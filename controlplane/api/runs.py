@@ -63,6 +63,11 @@ def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+def base_url(request: web.Request) -> str:
+    """The base of URLs in answers: the public URL, else the request's own."""
+    return _base(request)
+
+
 def _source_json(source: GitSource | S3Source) -> dict[str, str]:
     if isinstance(source, GitSource):
         return {

@@ -385,6 +385,10 @@ class Database:
     async def insert_run(self, run: Run) -> None:
         await self._execute(_INSERT_RUN, _run_row(run))
 
+    async def insert_run_in(self, conn: aiosqlite.Connection, run: Run) -> None:
+        """Insert ``run`` within a transaction opened by ``transaction()``."""
+        await conn.execute(_INSERT_RUN, _run_row(run))
+
     async def insert_run_once(
         self, run: Run, *, key_id: str, idempotency_key: str, body_hash: str
     ) -> IdempotentInsert:
