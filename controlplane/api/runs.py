@@ -157,6 +157,7 @@ def test_json(request: web.Request, result: TestResult) -> dict[str, Any]:
                 "status": a.status,
                 "durationMs": a.duration_ms,
                 "error": a.error,
+                "startedAt": iso(a.started_at),
             }
             for a in result.attempts
         ],
@@ -298,13 +299,15 @@ async def _load(request: web.Request) -> Run:
 @routes.get("/api/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
     require_scope(request, "runs:read")
+    # Imported here: the reports package builds on this module's JSON.
+    from controlplane.reports.api import run_record_extras
+
     run = await _load(request)
     db = request.app[DB]
-    return web.json_response(
-        run_json(
-            request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
-        )
+    body = run_json(
+        request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
     )
+    return web.json_response({**body, **await run_record_extras(request, run.id)})
 
 
 @routes.post("/api/runs/{run_id}/cancel")

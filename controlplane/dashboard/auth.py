@@ -147,7 +147,12 @@ def _error_page(request: web.Request, exc: Exception) -> web.Response:
     response = aiohttp_jinja2.render_template(
         "error.html",
         request,
-        {"status": status, "message": message, "session": request.get(SESSION_KEY)},
+        {
+            "status": status,
+            "message": message,
+            "session": request.get(SESSION_KEY),
+            "path": request.path,
+        },
         status=status,
     )
     response.headers["Content-Security-Policy"] = PAGE_CSP
@@ -168,9 +173,14 @@ def set_session_cookie(
     )
 
 
-def login_token(request: web.Request, response: web.StreamResponse) -> str:
-    """A fresh token for the sign-in form, also set as a short-lived cookie."""
-    token = secrets.token_urlsafe(24)
+def new_login_token() -> str:
+    """A token for one sign-in form; it goes in the form and in a cookie."""
+    return secrets.token_urlsafe(24)
+
+
+def set_login_cookie(
+    request: web.Request, response: web.StreamResponse, token: str
+) -> None:
     response.set_cookie(
         LOGIN_COOKIE,
         token,
@@ -180,7 +190,6 @@ def login_token(request: web.Request, response: web.StreamResponse) -> str:
         samesite="Strict",
         secure=secure_cookies(request),
     )
-    return token
 
 
 def login_token_ok(request: web.Request, offered: str) -> bool:
