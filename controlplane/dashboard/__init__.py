@@ -7,6 +7,7 @@ the app factory installs) guards every path outside ``/api/``.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -58,6 +59,19 @@ def percent(fraction: float | None) -> str:
     return NOTHING if fraction is None else f"{fraction * 100:.0f}%"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str | None) -> str:
+    """Error text without the terminal colours Playwright puts in it."""
+    return _ANSI.sub("", text or "")
+
+
+def first_line(text: str | None) -> str:
+    lines = plain(text).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def short_sha(sha: str | None) -> str:
     return sha[:10] if sha else NOTHING
 
@@ -81,6 +95,8 @@ def setup(app: web.Application) -> None:
         ms=milliseconds,
         percent=percent,
         short_sha=short_sha,
+        plain=plain,
+        first_line=first_line,
         iso=iso,
     )
     app.router.add_routes(live.routes)

@@ -113,7 +113,11 @@ def run_timeline(
     for shard in shards:
         y = TOP + len(rows) * ROW_H
         rows.append(
-            Row(label=f"shard {shard.index}", sublabel=_host_label(shard.host), y=y)
+            Row(
+                label=f"shard {shard.index}",
+                sublabel=_host_label(shard.host, run.id),
+                y=y,
+            )
         )
         if shard.started_at is None:
             continue
@@ -184,10 +188,13 @@ def _attempt_bars(
     return bars
 
 
-def _host_label(host: str | None) -> str:
+def _host_label(host: str | None, run_id: str) -> str:
+    """The host's name, without the run's id that local hosts' names repeat."""
     if not host:
         return "no host"
-    return host if len(host) <= 24 else "…" + host[-23:]
+    if host.startswith(f"{run_id}-"):
+        return f"host {host[len(run_id) + 1 :]}"
+    return host if len(host) <= 24 else "\u2026" + host[-23:]
 
 
 def _ticks(span_s: float, x: Callable[[float], float], t0: float) -> list[Tick]:
