@@ -103,7 +103,8 @@ cmd_run() {
     export TRACELOOM_SHARD_DIR
     export PLAYWRIGHT_BLOB_OUTPUT_DIR="$dir/blob"
     export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$(cat "$dir/index" 2>/dev/null || echo 0).zip"
-    export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never
+    # An html reporter in the suite's config must never wait to open a browser.
+    export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never PLAYWRIGHT_HTML_OPEN=never
 
     (
         sleep "$timeout_s"
