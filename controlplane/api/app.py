@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -55,9 +56,15 @@ def make_provider(settings: Settings) -> FleetProvider:
 
 
 def make_app(
-    *, settings: Settings, provider: FleetProvider | None = None
+    *,
+    settings: Settings,
+    provider: FleetProvider | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The control plane's application; resources open and close with it."""
+    """The control plane's application; resources open and close with it.
+
+    ``clock`` is what schedules take as the time (tests move it).
+    """
     app = web.Application(
         middlewares=[
             middleware.request_context,
@@ -109,6 +116,7 @@ def make_app(
                 engine=engine,
                 max_server_count=settings.max_server_count,
                 misfire_grace_s=settings.schedule_misfire_grace_s,
+                clock=clock,
             )
             app[SCHEDULES] = schedules
             if settings.fleet == "local" and not settings.chromium_path:

@@ -107,7 +107,7 @@ class ScheduleService:
         return schedule
 
     async def set_paused(self, schedule_id: str, paused: bool) -> Schedule:
-        schedule = await self.store.set_paused(schedule_id, paused)
+        schedule = await self.store.set_paused(schedule_id, paused, at=self.clock())
         if schedule is None:
             raise NotFound(f"no schedule {schedule_id!r}")
         if paused:

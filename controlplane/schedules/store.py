@@ -93,11 +93,14 @@ class ScheduleStore:
         rows = await self._db.fetchall("SELECT * FROM schedules ORDER BY id")
         return [_schedule(row) for row in rows]
 
-    async def set_paused(self, schedule_id: str, paused: bool) -> Schedule | None:
+    async def set_paused(
+        self, schedule_id: str, paused: bool, *, at: float
+    ) -> Schedule | None:
+        """Pause or resume (``at`` is now); a no-op if it already is so."""
         await self._db.execute(
             "UPDATE schedules SET paused = ?, updated_at = ? WHERE id = ?"
             " AND paused != ?",
-            (int(paused), time.time(), schedule_id, int(paused)),
+            (int(paused), at, schedule_id, int(paused)),
         )
         return await self.get(schedule_id)
 
@@ -123,6 +126,8 @@ class ScheduleStore:
         """
         try:
             async with self._db.transaction() as conn:
+                # The run first: the slot's row refers to it.
+                await self._db.insert_run_in(conn, run)
                 await conn.execute(
                     "INSERT INTO schedule_fires (schedule_id, slot_at, outcome,"
                     " run_id, recorded_at) VALUES (?, ?, ?, ?, ?)",
@@ -134,7 +139,6 @@ class ScheduleStore:
                         time.time(),
                     ),
                 )
-                await self._db.insert_run_in(conn, run)
                 if credential is not None:
                     await conn.execute(
                         "INSERT INTO run_credentials (run_id, git_credential)"
@@ -142,8 +146,17 @@ class ScheduleStore:
                         (run.id, credential),
                     )
         except sqlite3.IntegrityError:
-            return False
+            if await self._slot_taken(schedule_id, slot_at):
+                return False
+            raise
         return True
+
+    async def _slot_taken(self, schedule_id: str, slot_at: int) -> bool:
+        rows = await self._db.fetchall(
+            "SELECT 1 FROM schedule_fires WHERE schedule_id = ? AND slot_at = ?",
+            (schedule_id, slot_at),
+        )
+        return bool(rows)
 
     async def record(
         self, schedule_id: str, slot_at: int, outcome: FireOutcome, detail: str
