@@ -303,8 +303,9 @@ async def test_apscheduler_fires_every_slot_of_a_running_schedule(
             "/api/schedules", json=schedule_body("*/2 * * * * *"), headers=auth
         )
         schedule_id = (await created.json())["id"]
-        deadline = time.monotonic() + 60
-        while len(await schedule_runs(client)) < 2 and time.monotonic() < deadline:
+        for _ in range(300):
+            if len(await schedule_runs(client)) >= 2:
+                break
             await asyncio.sleep(0.2)
         await client.post(f"/api/schedules/{schedule_id}/pause", headers=auth)
         at_pause = len(await schedule_runs(client))
