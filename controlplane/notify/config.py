@@ -7,7 +7,7 @@
         url: https://hooks.example.com/traceloom
         secretFile: /run/secrets/hook   # or secret: "...": signs each body
         format: traceloom               # or slack (an incoming webhook)
-        on: finished                    # or failed: failed, errored, timed out
+        when: finished                  # or failed: failed, errored, timed out
 
 The file is read once at start; a wrong file stops the start with the field
 that is wrong. URLs and secrets are never logged or stored with a run (a
@@ -51,7 +51,8 @@ class WebhookTarget:
         return f"{parts.scheme}://{parts.hostname or ''}"
 
 
-_KEYS = frozenset({"name", "url", "secret", "secretFile", "format", "on"})
+# Not "on": YAML reads a bare ``on`` as true.
+_KEYS = frozenset({"name", "url", "secret", "secretFile", "format", "when"})
 
 
 def load_webhooks(path: Path | None) -> list[WebhookTarget]:
@@ -80,7 +81,7 @@ def load_webhooks(path: Path | None) -> list[WebhookTarget]:
 def _target(entry: Any, where: str, base: Path) -> WebhookTarget:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a mapping")
-    unknown = sorted(set(entry) - _KEYS)
+    unknown = sorted(str(key) for key in set(entry) - _KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}")
     name, url = entry.get("name"), entry.get("url")
@@ -95,15 +96,15 @@ def _target(entry: Any, where: str, base: Path) -> WebhookTarget:
         kind = WebhookFormat(entry.get("format", "traceloom"))
     except ValueError:
         raise ConfigError(f"{where}.format: must be traceloom or slack") from None
-    on = entry.get("on", "finished")
-    if on not in ("finished", "failed"):
-        raise ConfigError(f"{where}.on: must be finished or failed")
+    when = entry.get("when", "finished")
+    if when not in ("finished", "failed"):
+        raise ConfigError(f"{where}.when: must be finished or failed")
     return WebhookTarget(
         name=name.strip(),
         url=url,
         secret=_secret(entry, where, base),
         format=kind,
-        only_failures=on == "failed",
+        only_failures=when == "failed",
     )
 
 
