@@ -95,20 +95,21 @@ async def get(request: web.Request) -> web.Response:
     return web.json_response(await schedule_json(request, service, schedule))
 
 
-@routes.post("/api/schedules/{schedule_id}/pause")
-async def pause(request: web.Request) -> web.Response:
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     require_scope(request, SCOPE)
     service = request.app[SCHEDULES]
-    schedule = await service.set_paused(request.match_info["schedule_id"], True)
+    schedule = await service.set_paused(request.match_info["schedule_id"], paused)
     return web.json_response(await schedule_json(request, service, schedule))
+
+
+@routes.post("/api/schedules/{schedule_id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    return await _set_paused(request, True)
 
 
 @routes.post("/api/schedules/{schedule_id}/resume")
 async def resume(request: web.Request) -> web.Response:
-    require_scope(request, SCOPE)
-    service = request.app[SCHEDULES]
-    schedule = await service.set_paused(request.match_info["schedule_id"], False)
-    return web.json_response(await schedule_json(request, service, schedule))
+    return await _set_paused(request, False)
 
 
 @routes.delete("/api/schedules/{schedule_id}")
