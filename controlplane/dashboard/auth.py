@@ -108,8 +108,10 @@ async def dashboard_auth(request: web.Request, handler: Handler) -> web.StreamRe
             if request.method not in _SAFE_METHODS:
                 await check_csrf(request, session)
         response = await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.get(SESSION_KEY) is None:
+            raise
+        return _page_for(request, exc.status, exc.reason)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -141,9 +143,11 @@ def _error_page(request: web.Request, exc: Exception) -> web.Response:
     status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 0)
     if status == 0 or not isinstance(exc, TraceLoomError):
         log.exception("dashboard.unhandled", path=request.path)
-        status, message = 500, "internal error; see the server log"
-    else:
-        message = str(exc)
+        return _page_for(request, 500, "internal error; see the server log")
+    return _page_for(request, status, str(exc))
+
+
+def _page_for(request: web.Request, status: int, message: str) -> web.Response:
     response = aiohttp_jinja2.render_template(
         "error.html",
         request,

@@ -306,3 +306,19 @@ async def test_signing_in_never_sends_the_browser_elsewhere(
     answer = await sign_in(client, key=key, next=target)
 
     assert answer.headers["Location"] == "/runs"
+
+
+async def test_an_unknown_page_or_run_is_a_404_page_once_signed_in(
+    client: TestClient[Any, Any],
+) -> None:
+    """Signed in, a wrong address gets an HTML page saying so, not JSON."""
+    key = await create_key(client.app[DB], name="b")
+    await sign_in(client, key=key)
+
+    nowhere = await client.get("/nowhere")
+    no_run = await client.get("/runs/run_missing")
+
+    assert nowhere.status == 404
+    assert nowhere.content_type == "text/html"
+    assert no_run.status == 404
+    assert "no run &#39;run_missing&#39;" in await no_run.text()
