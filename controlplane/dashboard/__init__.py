@@ -99,7 +99,7 @@ def setup(app: web.Application) -> None:
         first_line=first_line,
         iso=iso,
     )
-    app.router.add_routes(live.routes)
+    live.install(app)
     app.router.add_routes(views.routes)
     app.router.add_routes(schedules.routes)
     app.router.add_static("/static/", STATIC_DIR, name="static")

@@ -12,6 +12,7 @@ more, or when the session ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,8 @@ from controlplane.dashboard import auth, pages, views
 from controlplane.dashboard.auth import require
 
 routes = web.RouteTableDef()
+# Set when the server shuts down: open streams end instead of holding it up.
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("dashboard_stopping")
 POLL_INTERVAL_S = 1.0
 KEEPALIVE_S = 15.0
 SESSION_CHECK_S = 10.0
@@ -65,7 +68,11 @@ async def _stream(
                     await _send(response, "signedout", "{}")
                     break
                 last_check = time.monotonic()
-            await asyncio.sleep(POLL_INTERVAL_S)
+            stopping = request.app[STOPPING]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), POLL_INTERVAL_S)
+            if stopping.is_set():
+                break
     except (ConnectionResetError, ConnectionError):
         return response
     return response
@@ -120,3 +127,14 @@ async def runs_live(request: web.Request) -> web.StreamResponse:
         return fingerprint, {"runs-table": html}, context["live"]
 
     return await _stream(request, snapshot)
+
+
+def install(app: web.Application) -> None:
+    """The routes, and the shutdown hook that ends open streams."""
+    app[STOPPING] = asyncio.Event()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[STOPPING].set()
+
+    app.on_shutdown.append(stop_streams)
+    app.router.add_routes(routes)
