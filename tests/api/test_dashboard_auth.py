@@ -249,11 +249,15 @@ async def test_forms_that_change_state_need_the_csrf_token_and_this_origin(
     listed_before = await client.app[DB].fetchall("SELECT id FROM schedules")
     made = await client.post("/schedules", data=form, allow_redirects=False)
     listed_after = await client.app[DB].fetchall("SELECT id FROM schedules")
+    page = await (await client.get("/schedules")).text()
 
     assert [missing.status, wrong.status, elsewhere.status] == [403, 403, 403]
     assert listed_before == []
     assert made.status == 303
     assert len(listed_after) == 1
+    # The schedule is listed with its next fire time.
+    assert "nightly" in page
+    assert "03:00:00 UTC" in page
 
 
 async def test_a_refused_schedule_form_keeps_its_values_and_names_the_field(
