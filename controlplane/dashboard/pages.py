@@ -110,21 +110,19 @@ def artifact_url(run_id: str, key: str | None) -> str | None:
 
 
 def trace_viewer_url(
-    request: web.Request, page: RunPage, test: TestResult
+    request: web.Request, run_id: str, report: ReportRecord | None, test: TestResult
 ) -> str | None:
     """Playwright's trace viewer (from the merged report) on the test's trace.
 
     Without a merged report, the trace file itself (for ``show-trace``).
     """
-    trace = artifact_url(page.run.id, test.trace)
+    trace = artifact_url(run_id, test.trace)
     if trace is None:
         return None
-    if page.report is None or not page.report.viewable:
+    if report is None or not report.viewable:
         return trace
-    absolute = f"{base_url(request)}{trace}"
-    return (
-        f"/runs/{page.run.id}/report/trace/index.html?trace={quote(absolute, safe='')}"
-    )
+    absolute = quote(f"{base_url(request)}{trace}", safe="")
+    return f"/runs/{run_id}/report/trace/index.html?trace={absolute}"
 
 
 def commit_of(run: Run) -> str | None:

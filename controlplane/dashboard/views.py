@@ -23,6 +23,7 @@ from controlplane.domain import RunStatus, TriggerSource
 from controlplane.errors import InvalidRequest, NotFound
 from controlplane.logs import get_logger
 from controlplane.reports.junit import junit_bytes
+from controlplane.reports.store import ReportStore
 from controlplane.storage.db import RunFilter
 
 log = get_logger(__name__)
@@ -185,7 +186,10 @@ def run_context(request: web.Request, page: pages.RunPage) -> dict[str, Any]:
         "tests": tests,
         "show": show,
         "filters": pages.TEST_FILTERS,
-        "traces": {t.test_id: pages.trace_viewer_url(request, page, t) for t in tests},
+        "traces": {
+            t.test_id: pages.trace_viewer_url(request, page.run.id, page.report, t)
+            for t in tests
+        },
         "shots": {
             t.test_id: [pages.artifact_url(page.run.id, k) for k in t.screenshots]
             for t in tests
@@ -211,7 +215,7 @@ async def test_page(request: web.Request) -> web.Response:
         for e in reversed(history.entries)
         if e.status != "didNotRun"
     ]
-    page = await pages.run_page(request, run.id)
+    report = await ReportStore(db).get(run.id)
     return render(
         request,
         "test.html",
@@ -220,7 +224,7 @@ async def test_page(request: web.Request) -> web.Response:
             "test": result,
             "history": history,
             "trend": charts.duration_trend(samples),
-            "trace": pages.trace_viewer_url(request, page, result),
+            "trace": pages.trace_viewer_url(request, run.id, report, result),
             "shots": [pages.artifact_url(run.id, k) for k in result.screenshots],
         },
     )
