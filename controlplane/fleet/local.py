@@ -147,6 +147,9 @@ class LocalProvider:
                 " uses a fixed port can run on one local host at a time",
             )
         if self.shared_work_root is None:
+            # XXX: without private mounts local hosts keep different folders and
+            # a run over several of them gets no merged report; a fixed path per
+            # host slot (one run at a time) would remove this.
             log.warning(
                 "local.no_shared_work_root",
                 detail="local hosts keep their files at different paths; the"

@@ -142,6 +142,8 @@ class Notifier:
             await self.store.add(run.id, GITHUB_TARGET, TargetKind.GITHUB, status)
         self._wake.set()
 
+    # XXX: a status is posted when the run ends only; a "pending" status when
+    # it starts needs a run-started hook in the engine (listeners hear of ends).
     def _github_status(
         self, run: Run, urls: payloads.RunLinks
     ) -> dict[str, Any] | None:
