@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +32,7 @@ from aiohttp import web
 
 from controlplane.errors import TraceLoomError
 from controlplane.logs import configure_logging
+from controlplane.reports.junit import write_junit
 from controlplane.settings import SettingsError, settings_from_env
 from controlplane.storage.db import Database, KeyRecord
 from controlplane.storage.keys import ALL_SCOPES, create_key
@@ -92,13 +91,35 @@ def main() -> None:
     show_default=True,
     envvar="TRACELOOM_LOG_FORMAT",
 )
-def serve(host: str, port: int, data_dir: Path, log_format: str) -> None:
-    """Run the control plane (API and run engine)."""
+@click.option(
+    "--operator-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TRACELOOM_OPERATOR_PASSWORD_FILE",
+    help="A file holding the dashboard's operator password (only a hash is"
+    " kept); TRACELOOM_OPERATOR_PASSWORD works too.",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    log_format: str,
+    operator_password_file: Path | None,
+) -> None:
+    """Run the control plane (API, run engine, dashboard and schedules)."""
     from controlplane.api.app import make_app
 
+    password = None
+    if operator_password_file is not None:
+        password = operator_password_file.read_text(encoding="utf-8").strip()
+        if not password:
+            raise click.BadParameter("is empty", param_hint="--operator-password-file")
     try:
         settings = settings_from_env(
-            host=host, port=port, data_dir=data_dir, log_format=log_format
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            log_format=log_format,
+            operator_password=password,
         )
     except SettingsError as exc:
         raise StartError(str(exc)) from None
@@ -554,107 +575,6 @@ def print_summary(run: Json, tests: list[Json]) -> None:
     click.echo(f"Details: {run['url']}")
 
 
-# -- JUnit XML -------------------------------------------------------------------
-
-
-def junit_tree(run: Json, tests: list[Json]) -> ET.ElementTree[ET.Element]:
-    """JUnit XML of a run: a suite per file, totals equal to the run's counts.
-
-    Failed tests carry ``<failure>``, tests that never ran ``<error>``,
-    skipped ones ``<skipped>``; flaky tests pass, with a ``flaky`` property
-    and one ``<flakyFailure>`` per failed attempt.
-    """
-    counts = run["counts"]
-    root = ET.Element(
-        "testsuites",
-        name=run.get("name") or run["id"],
-        tests=str(counts["total"]),
-        failures=str(counts["failed"]),
-        errors=str(counts["didNotRun"]),
-        skipped=str(counts["skipped"]),
-        time=f"{sum(t['durationMs'] for t in tests) / 1000:.3f}",
-    )
-    by_file: dict[str, list[Json]] = {}
-    for test in tests:
-        by_file.setdefault(test["file"], []).append(test)
-    for file, members in sorted(by_file.items()):
-        _junit_suite(root, file, members)
-    ET.indent(root)
-    return ET.ElementTree(root)
-
-
-def _junit_suite(root: ET.Element, file: str, tests: list[Json]) -> None:
-    def count(status: str) -> str:
-        return str(sum(t["status"] == status for t in tests))
-
-    suite = ET.SubElement(
-        root,
-        "testsuite",
-        name=file,
-        tests=str(len(tests)),
-        failures=count("failed"),
-        errors=count("didNotRun"),
-        skipped=count("skipped"),
-        time=f"{sum(t['durationMs'] for t in tests) / 1000:.3f}",
-    )
-    for test in tests:
-        _junit_case(suite, file, test)
-
-
-def _junit_case(suite: ET.Element, file: str, test: Json) -> None:
-    case = ET.SubElement(
-        suite,
-        "testcase",
-        name=test["title"],
-        classname=f"{test['project']}.{file}" if test["project"] else file,
-        file=file,
-        line=str(test["line"]),
-        time=f"{test['durationMs'] / 1000:.3f}",
-    )
-    failed_attempts = [a for a in test["attempts"] if a["status"] != "passed"]
-    status = test["status"]
-    if status == "failed":
-        last = failed_attempts[-1] if failed_attempts else {}
-        failure = ET.SubElement(
-            case, "failure", message=_first_line(last.get("error")), type="failed"
-        )
-        failure.text = _xml_text(last.get("error"))
-    elif status == "didNotRun":
-        ET.SubElement(case, "error", message="the test did not run", type="didNotRun")
-    elif status == "skipped":
-        ET.SubElement(case, "skipped")
-    elif status == "flaky":
-        properties = ET.SubElement(case, "properties")
-        ET.SubElement(properties, "property", name="flaky", value="true")
-        for attempt in failed_attempts:
-            flaky = ET.SubElement(
-                case,
-                "flakyFailure",
-                message=_first_line(attempt.get("error")),
-                type=attempt["status"],
-            )
-            flaky.text = _xml_text(attempt.get("error"))
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def _xml_text(text: str | None) -> str:
-    """Error text fit for XML 1.0: no terminal colours, no control characters."""
-    return _NOT_XML.sub("", _ANSI.sub("", text or ""))
-
-
-def _first_line(text: str | None) -> str:
-    lines = _xml_text(text).strip().splitlines()
-    return lines[0][:200] if lines else ""
-
-
-def write_junit(run: Json, tests: list[Json], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    junit_tree(run, tests).write(path, encoding="utf-8", xml_declaration=True)
-
-
 # -- runs ------------------------------------------------------------------------
 
 
@@ -766,6 +686,141 @@ def runs_rerun(url: str, api_key: str, run_id: str, **wait: Any) -> None:
         )
 
     _start_and_follow(url, api_key, start, **wait)
+
+
+# -- schedules ---------------------------------------------------------------------
+
+
+@main.group()
+def schedules() -> None:
+    """Create, list, pause, resume and delete cron schedules of runs.
+
+    They need a key with the schedules:manage scope.
+    """
+
+
+def _schedule_line(schedule: Json) -> str:
+    state = "paused" if schedule["paused"] else f"next {schedule['nextFireAt']}"
+    return (
+        f"{schedule['id']}  {schedule['cron']:<16} {schedule['timezone']:<14}"
+        f" {state:<32} {schedule['name']}"
+    )
+
+
+@schedules.command("create")
+@_url
+@_api_key
+@click.option("--name", required=True, help="The schedule's name.")
+@click.option("--cron", required=True, help="Cron expression, e.g. '0 3 * * *'.")
+@click.option(
+    "--timezone", default="UTC", show_default=True, help="Time zone of the cron."
+)
+@click.option("--paused", is_flag=True, help="Create it paused.")
+@click.option(
+    "--body",
+    "body_file",
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="A run body as for POST /api/runs ('-' for stdin); flags override it.",
+)
+@click.option("--repo", help="testSource.gitRepo: the suite's git URL.")
+@click.option("--branch", help="testSource.gitBranch.")
+@click.option("--pattern", help="testPattern: glob of spec files.")
+@click.option("--servers", type=int, help="serverCount  [server default: 1]")
+@click.option("--timeout", type=int, help="Per-shard timeout, seconds  [default: 600]")
+@click.option("--run-name", help="The runs' name (default: the schedule's).")
+@_json_out
+def schedules_create(
+    url: str,
+    api_key: str,
+    name: str,
+    cron: str,
+    timezone: str,
+    paused: bool,
+    body_file: Path | None,
+    as_json: bool,
+    **run: Any,
+) -> None:
+    """Create a schedule that starts a run at every slot of its cron."""
+    body = _body_from(
+        body_file,
+        {
+            "testPattern": run["pattern"],
+            "serverCount": run["servers"],
+            "timeout": run["timeout"],
+            "name": run["run_name"],
+        },
+        {"gitRepo": run["repo"], "gitBranch": run["branch"]},
+    )
+    request = {
+        "name": name,
+        "cron": cron,
+        "timezone": timezone,
+        "paused": paused,
+        "run": body,
+    }
+    created = _with_api(
+        url, api_key, lambda api: api.call("POST", "/api/schedules", body=request)
+    )
+    if as_json:
+        click.echo(json.dumps(created, indent=2))
+        return
+    click.echo(f"Created schedule {created['id']}.")
+    click.echo(_schedule_line(created))
+
+
+@schedules.command("list")
+@_url
+@_api_key
+@_json_out
+def schedules_list(url: str, api_key: str, as_json: bool) -> None:
+    """List schedules with their next fire time."""
+    found = _with_api(url, api_key, lambda api: api.call("GET", "/api/schedules"))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for schedule in found["schedules"]:
+        click.echo(_schedule_line(schedule))
+    if not found["schedules"]:
+        click.echo("No schedules.")
+
+
+def _schedule_action(url: str, api_key: str, schedule_id: str, action: str) -> None:
+    changed = _with_api(
+        url,
+        api_key,
+        lambda api: api.call("POST", f"/api/schedules/{schedule_id}/{action}"),
+    )
+    click.echo(_schedule_line(changed))
+
+
+@schedules.command("pause")
+@_url
+@_api_key
+@click.argument("schedule_id")
+def schedules_pause(url: str, api_key: str, schedule_id: str) -> None:
+    """Pause SCHEDULE_ID: no slot fires until it is resumed."""
+    _schedule_action(url, api_key, schedule_id, "pause")
+
+
+@schedules.command("resume")
+@_url
+@_api_key
+@click.argument("schedule_id")
+def schedules_resume(url: str, api_key: str, schedule_id: str) -> None:
+    """Resume SCHEDULE_ID; slots that fell while it was paused never run."""
+    _schedule_action(url, api_key, schedule_id, "resume")
+
+
+@schedules.command("delete")
+@_url
+@_api_key
+@click.argument("schedule_id")
+def schedules_delete(url: str, api_key: str, schedule_id: str) -> None:
+    """Delete SCHEDULE_ID (the runs it started stay)."""
+    _with_api(
+        url, api_key, lambda api: api.call("DELETE", f"/api/schedules/{schedule_id}")
+    )
+    click.echo(f"Deleted schedule {schedule_id}.")
 
 
 # -- keys ------------------------------------------------------------------------

@@ -183,6 +183,8 @@ class Attempt:
     status: str
     duration_ms: int
     error: str | None = None
+    # When the attempt began (epoch seconds, the host's clock), if reported.
+    started_at: float | None = None
 
 
 @attrs.define(kw_only=True)

@@ -76,6 +76,31 @@ class Settings:
     artifact_link_expires_s: int = 300
     artifact_upload_expires_s: int = 900
     artifact_upload_max_bytes: int = 1024 * 1024 * 1024
+    # -- reports, dashboard, schedules, notifications ----------------------
+    # The longest a run's merge of blob reports into one HTML report may take.
+    report_timeout_s: float = 300.0
+    # Dashboard sign-in: an API key always works; this password, when set,
+    # signs in as the operator with every scope. Only a hash is kept.
+    operator_password: str = attrs.field(default="", repr=False)
+    # A dashboard session ends this long after sign-in.
+    session_ttl_s: float = 43200.0
+    # A schedule's slot missed while the control plane was down still fires
+    # (once, late) when it comes back at most this long after the slot.
+    schedule_misfire_grace_s: float = 3600.0
+    # A YAML file listing webhooks (see controlplane/notify/config.py).
+    webhooks_file: Path | None = None
+    webhook_max_attempts: int = 6
+    webhook_retry_base_s: float = 5.0
+    # A token that may write commit statuses: runs given a commitSha of a
+    # GitHub repository get a status when they finish.
+    github_token: str = attrs.field(default="", repr=False)
+    # GitHub's REST API base URL; GitHub Enterprise has its own. The tests
+    # point it at a small HTTP server on loopback standing in for GitHub,
+    # which this machine cannot reach.
+    github_api_url: str = "https://api.github.com"
+    # The host in git URLs whose repositories get statuses.
+    github_host: str = "github.com"
+    github_status_context: str = "traceloom"
 
     @property
     def db_path(self) -> Path:
@@ -124,7 +149,7 @@ def settings_from_env(
                     f"{variable}={raw!r} is not a valid {_kind(field.type)}"
                 ) from None
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for name in ("data_dir", "cache_dir"):
+    for name in ("data_dir", "cache_dir", "webhooks_file"):
         if values.get(name) is not None:
             values[name] = Path(str(values[name]))
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
+from controlplane import dashboard
 from controlplane.api import health, keys, middleware, runs
-from controlplane.api.appkeys import AWS, DB, ENGINE, METRICS, SETTINGS, STORE
+from controlplane.api.appkeys import (
+    AWS,
+    DB,
+    ENGINE,
+    METRICS,
+    NOTIFIER,
+    SCHEDULES,
+    SESSIONS,
+    SETTINGS,
+    STORE,
+)
 from controlplane.aws import Aws, AwsConfig
+from controlplane.dashboard.auth import dashboard_auth
+from controlplane.dashboard.sessions import SessionStore
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
@@ -18,7 +33,14 @@ from controlplane.fleet.local import LocalProvider
 from controlplane.fleet.static import StaticProvider
 from controlplane.logs import get_logger
 from controlplane.metrics import Metrics
+from controlplane.notify.config import load_webhooks
+from controlplane.notify.service import GitHubSettings, Notifier, RetryPolicy
 from controlplane.remote.dispatch import Dispatcher
+from controlplane.reports import api as reports_api
+from controlplane.reports.merge import ReportBuilder
+from controlplane.reports.store import ReportStore
+from controlplane.schedules import api as schedules_api
+from controlplane.schedules.service import ScheduleService
 from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
@@ -62,15 +84,28 @@ def make_store(settings: Settings, aws: Aws) -> ArtifactStore:
 
 
 def make_app(
-    *, settings: Settings, provider: FleetProvider | None = None
+    *,
+    settings: Settings,
+    provider: FleetProvider | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The control plane's application; resources open and close with it."""
+    """The control plane's application; resources open and close with it.
+
+    ``clock`` is what schedules take as the time (tests move it).
+    """
     app = web.Application(
-        middlewares=[middleware.request_context, middleware.errors, middleware.auth],
+        middlewares=[
+            middleware.request_context,
+            middleware.errors,
+            middleware.auth,
+            dashboard_auth,
+        ],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    # Read at once, so that a wrong webhooks file stops the start.
+    webhooks = load_webhooks(settings.webhooks_file)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +114,13 @@ def make_app(
         async with Database.open(settings.db_path) as db:
             app[DB] = db
             app[STORE] = make_store(settings, aws)
+            app[SESSIONS] = SessionStore(
+                db,
+                ttl_s=settings.session_ttl_s,
+                operator_password=settings.operator_password,
+            )
+            notifier = make_notifier(settings, db, webhooks)
+            app[NOTIFIER] = notifier
             fleet = provider or make_provider(settings)
             engine = RunEngine(
                 settings=settings,
@@ -88,8 +130,26 @@ def make_app(
                     app[STORE], poll_interval_s=settings.poll_interval_s
                 ),
                 aws=aws,
+                # The report first: the notifications link to it.
+                listeners=[
+                    ReportBuilder(
+                        db=db,
+                        store=app[STORE],
+                        scratch_dir=settings.work_dir / "reports",
+                        timeout_s=settings.report_timeout_s,
+                    ),
+                    notifier,
+                ],
             )
             app[ENGINE] = engine
+            schedules = ScheduleService(
+                db=db,
+                engine=engine,
+                max_server_count=settings.max_server_count,
+                misfire_grace_s=settings.schedule_misfire_grace_s,
+                clock=clock,
+            )
+            app[SCHEDULES] = schedules
             if settings.fleet == "local" and not settings.chromium_path:
                 log.warning(
                     "browsers.no_chromium_path",
@@ -97,10 +157,16 @@ def make_app(
                     " Playwright's own downloaded browsers, if any",
                 )
             await engine.recover()
+            await ReportStore(db).abandon_unfinished()
+            await app[SESSIONS].purge_expired()
+            await notifier.start()
+            await schedules.start()
             try:
                 yield
             finally:
+                await schedules.close()
                 await engine.close()
+                await notifier.close()
                 await fleet.close()
                 await aws.close()
 
@@ -108,4 +174,29 @@ def make_app(
     app.router.add_routes(health.routes)
     app.router.add_routes(runs.routes)
     app.router.add_routes(keys.routes)
+    app.router.add_routes(reports_api.routes)
+    app.router.add_routes(schedules_api.routes)
+    dashboard.setup(app)
     return app
+
+
+def make_notifier(settings: Settings, db: Database, webhooks: list[Any]) -> Notifier:
+    """The notifier of the settings' webhooks and GitHub token (if any)."""
+    github = None
+    if settings.github_token:
+        github = GitHubSettings(
+            token=settings.github_token,
+            api_url=settings.github_api_url,
+            web_host=settings.github_host,
+            context=settings.github_status_context,
+        )
+    return Notifier(
+        db=db,
+        base_url=settings.base_url(),
+        webhooks=webhooks,
+        github=github,
+        retry=RetryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            base_delay_s=settings.webhook_retry_base_s,
+        ),
+    )

@@ -8,8 +8,11 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from controlplane.aws import Aws
+    from controlplane.dashboard.sessions import SessionStore
     from controlplane.engine.runs import RunEngine
     from controlplane.metrics import Metrics
+    from controlplane.notify.service import Notifier
+    from controlplane.schedules.service import ScheduleService
     from controlplane.settings import Settings
     from controlplane.storage.db import Database
     from controlplane.storage.s3 import ArtifactStore
@@ -20,3 +23,6 @@ STORE: web.AppKey[ArtifactStore] = web.AppKey("store")
 ENGINE: web.AppKey[RunEngine] = web.AppKey("engine")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 AWS: web.AppKey[Aws] = web.AppKey("aws")
+SCHEDULES: web.AppKey[ScheduleService] = web.AppKey("schedules")
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+SESSIONS: web.AppKey[SessionStore] = web.AppKey("sessions")

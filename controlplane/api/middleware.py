@@ -120,8 +120,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require a valid ``Authorization: Bearer tlk_...`` on every API path."""
-    if request.path in PUBLIC_PATHS:
+    """Require a valid ``Authorization: Bearer tlk_...`` on every API path.
+
+    Paths outside ``/api/`` are the dashboard's: its own middleware
+    (``controlplane.dashboard.auth``) requires a signed-in session there.
+    """
+    if request.path in PUBLIC_PATHS or not request.path.startswith("/api/"):
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")

@@ -157,6 +157,7 @@ _TEST = _obj(
                     "status": _STRING,
                     "durationMs": _INT,
                     "error": _nullable(_STRING),
+                    "startedAt": _nullable(_TIME),
                 }
             ),
         },
@@ -166,6 +167,76 @@ _TEST = _obj(
         "screenshotUrls": {"type": "array", "items": _STRING},
     }
 )
+
+_REPORT = _obj(
+    {
+        "status": {
+            "enum": ["building", "ready", "incomplete", "failed", "none"],
+            "description": "ready: every batch's blob merged; incomplete: some"
+            " are missing (listed in `missing`); failed: no report (`reason`).",
+        },
+        "reason": _nullable(_STRING),
+        "url": _nullable(_STRING),
+        "blobsExpected": _INT,
+        "blobsMerged": _INT,
+        "missing": {"type": "array", "items": _STRING},
+        "startedAt": _TIME,
+        "finishedAt": _nullable(_TIME),
+    }
+)
+
+_NOTIFICATION = _obj(
+    {
+        "target": _STRING,
+        "kind": {"enum": ["webhook", "slack", "github"]},
+        "status": {"enum": ["pending", "delivered", "failed"]},
+        "attempts": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "number": {"type": "integer", "minimum": 1},
+                    "at": _TIME,
+                    "httpStatus": _nullable({"type": "integer"}),
+                    "error": _nullable(_STRING),
+                    "durationMs": _INT,
+                }
+            ),
+        },
+        "nextAttemptAt": _nullable(_TIME),
+    }
+)
+
+_RUN_RECORD_PROPERTIES: Schema = {
+    "junitUrl": _STRING,
+    "report": _nullable(_REPORT),
+    "notifications": {"type": "array", "items": _NOTIFICATION},
+}
+
+_SCHEDULE_PROPERTIES: Schema = {
+    "id": _ID,
+    "name": _STRING,
+    "cron": _STRING,
+    "timezone": _STRING,
+    "paused": {"type": "boolean"},
+    "run": {"type": "object", "description": "The run body, as for POST /api/runs."},
+    "createdAt": _TIME,
+    "updatedAt": _TIME,
+    "nextFireAt": _nullable(_TIME),
+    "url": _STRING,
+    "recentSlots": {
+        "type": "array",
+        "items": _obj(
+            {
+                "slotAt": _TIME,
+                "outcome": {"enum": ["fired", "missed", "refused"]},
+                "runId": _nullable(_STRING),
+                "runUrl": _nullable(_STRING),
+                "recordedAt": _TIME,
+                "detail": _nullable(_STRING),
+            }
+        ),
+    },
+}
 
 _KEY_PROPERTIES: Schema = {
     "id": _ID,
@@ -293,9 +364,94 @@ _LIST_PARAMETERS = [
 ]
 
 
+_SCHEDULE_ID = {
+    "name": "schedule_id",
+    "in": "path",
+    "required": True,
+    "schema": _STRING,
+}
+
+
+def _schedule_paths() -> Schema:
+    manage = "schedules:manage"
+    one = _json(_ref("Schedule"), "The schedule.")
+    return {
+        "/api/schedules": {
+            "post": _op(
+                "Create a cron schedule of runs",
+                _answers({201: one}, 400, 401, 403),
+                scope=manage,
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("ScheduleRequest")}
+                    },
+                },
+            ),
+            "get": _op(
+                "List schedules with their next fire time",
+                _answers(
+                    {200: _json(_ref("ScheduleList"), "Every schedule.")}, 401, 403
+                ),
+                scope=manage,
+            ),
+        },
+        "/api/schedules/{schedule_id}": {
+            "get": _op(
+                "A schedule and its latest slots",
+                _answers({200: one}, 401, 403, 404),
+                scope=manage,
+                parameters=[_SCHEDULE_ID],
+            ),
+            "delete": _op(
+                "Delete a schedule (its runs stay)",
+                _answers({204: {"description": "Deleted."}}, 401, 403, 404),
+                scope=manage,
+                parameters=[_SCHEDULE_ID],
+            ),
+        },
+        "/api/schedules/{schedule_id}/pause": {
+            "post": _op(
+                "Pause a schedule: no slot fires until it is resumed",
+                _answers({200: one}, 401, 403, 404),
+                scope=manage,
+                parameters=[_SCHEDULE_ID],
+            )
+        },
+        "/api/schedules/{schedule_id}/resume": {
+            "post": _op(
+                "Resume a schedule; slots that fell while paused never run",
+                _answers({200: one}, 401, 403, 404),
+                scope=manage,
+                parameters=[_SCHEDULE_ID],
+            )
+        },
+    }
+
+
 def _paths() -> Schema:
     read, trigger, keys = "runs:read", "runs:trigger", "keys:manage"
     return {
+        **_schedule_paths(),
+        "/api/runs/{run_id}/junit.xml": {
+            "get": _op(
+                "The run's results as JUnit XML (totals equal the run's counts)",
+                _answers(
+                    {
+                        200: {
+                            "description": "JUnit XML; flaky tests pass with a"
+                            " `flaky` property and `<flakyFailure>` elements.",
+                            "content": {"application/xml": {"schema": _STRING}},
+                        }
+                    },
+                    401,
+                    403,
+                    404,
+                ),
+                scope=read,
+                parameters=[_RUN_ID],
+            )
+        },
         "/healthz": {
             "get": _op(
                 "Liveness",
@@ -482,7 +638,11 @@ def _schemas(max_server_count: int) -> Schema:
         ),
         "RunSummary": _obj(_RUN_SUMMARY_PROPERTIES),
         "Run": _obj(
-            {**_RUN_SUMMARY_PROPERTIES, "shards": {"type": "array", "items": _SHARD}}
+            {
+                **_RUN_SUMMARY_PROPERTIES,
+                "shards": {"type": "array", "items": _SHARD},
+                **_RUN_RECORD_PROPERTIES,
+            }
         ),
         "RunList": _obj(
             {
@@ -522,6 +682,27 @@ def _schemas(max_server_count: int) -> Schema:
             }
         ),
         "KeyList": _obj({"keys": {"type": "array", "items": _ref("Key")}}),
+        "ScheduleRequest": {
+            **_obj(
+                {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "cron": {
+                        "type": "string",
+                        "description": "5 fields (minute hour day month"
+                        " weekday, Sunday 0 or 7), or 6 with seconds first.",
+                    },
+                    "timezone": {"type": "string", "default": "UTC"},
+                    "paused": {"type": "boolean", "default": False},
+                    "run": _ref("RunRequest"),
+                },
+                required=["name", "cron", "run"],
+            ),
+            "additionalProperties": False,
+        },
+        "Schedule": _obj(_SCHEDULE_PROPERTIES),
+        "ScheduleList": _obj(
+            {"schedules": {"type": "array", "items": _ref("Schedule")}}
+        ),
         "Health": _obj({"status": {"const": "ok"}}),
         "Ready": _obj(
             {

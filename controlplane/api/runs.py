@@ -66,6 +66,11 @@ def _base(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
+def base_url(request: web.Request) -> str:
+    """The base of URLs in answers: the public URL, else the request's own."""
+    return _base(request)
+
+
 def _source_json(source: GitSource | S3Source) -> dict[str, str]:
     if isinstance(source, GitSource):
         return {
@@ -155,6 +160,7 @@ def test_json(request: web.Request, result: TestResult) -> dict[str, Any]:
                 "status": a.status,
                 "durationMs": a.duration_ms,
                 "error": a.error,
+                "startedAt": iso(a.started_at),
             }
             for a in result.attempts
         ],
@@ -299,13 +305,15 @@ async def _load(request: web.Request) -> Run:
 @routes.get("/api/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
     require_scope(request, "runs:read")
+    # Imported here: the reports package builds on this module's JSON.
+    from controlplane.reports.api import run_record_extras
+
     run = await _load(request)
     db = request.app[DB]
-    return web.json_response(
-        run_json(
-            request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
-        )
+    body = run_json(
+        request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
     )
+    return web.json_response({**body, **await run_record_extras(request, run.id)})
 
 
 @routes.post("/api/runs/{run_id}/cancel")

@@ -28,6 +28,8 @@ class _TestState:
     outcome: str | None = None
     attempts: list[Attempt] = attrs.Factory(list)
     attachments: list[dict[str, str]] = attrs.Factory(list)
+    # Start of each attempt (epoch ms), by retry number.
+    began_ms: dict[int, int] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -68,17 +70,23 @@ class ShardResults:
                     line=int(t.get("line", 0)),
                     retries=int(t.get("retries", 0)),
                 )
-        elif kind == "testBegin" and self.first_test_at_ms is None:
-            self.first_test_at_ms = int(event["time"])
+        elif kind == "testBegin":
+            if self.first_test_at_ms is None:
+                self.first_test_at_ms = int(event["time"])
+            if event.get("id") in self.tests:
+                retry = int(event.get("retry", 0))
+                self.tests[event["id"]].began_ms[retry] = int(event["time"])
         elif kind == "testEnd" and event["id"] in self.tests:
             state = self.tests[event["id"]]
             state.outcome = event["outcome"]
+            began_ms = state.began_ms.get(int(event["retry"]))
             state.attempts.append(
                 Attempt(
                     retry=int(event["retry"]),
                     status=str(event["status"]),
                     duration_ms=int(event["durationMs"]),
                     error=event.get("error"),
+                    started_at=None if began_ms is None else began_ms / 1000,
                 )
             )
             state.attachments.extend(event.get("attachments", []))

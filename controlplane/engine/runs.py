@@ -101,6 +101,9 @@ class RunEngine:
         self._executions: dict[str, RunExecution] = {}
         self.listeners: list[RunListener] = list(listeners)
         self._cancelled: set[str] = set()
+        # Each run's end (release, final status, listeners) runs shielded
+        # from cancellation; close() waits for these.
+        self._endings: set[asyncio.Future[None]] = set()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -165,6 +168,8 @@ class RunEngine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A cancelled run's task ends at once; its ending goes on shielded.
+        await asyncio.gather(*list(self._endings), return_exceptions=True)
 
     async def wait_idle(self) -> None:
         while self._tasks:
@@ -196,7 +201,12 @@ class RunEngine:
             status, reason = RunStatus.ERRORED, f"internal error: {type(exc).__name__}"
         finally:
             self._cancelled.discard(run_id)
-            await asyncio.shield(self._cleanup(run_id, workdir, status, reason))
+            ending = asyncio.ensure_future(
+                self._cleanup(run_id, workdir, status, reason)
+            )
+            self._endings.add(ending)
+            ending.add_done_callback(self._endings.discard)
+            await asyncio.shield(ending)
 
     async def _cleanup(
         self, run_id: str, workdir: Path, status: RunStatus, reason: str | None

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import asyncssh
@@ -52,6 +53,33 @@ def detect_netns() -> str:
         if probe.returncode == 0:
             return mode
     return "off"
+
+
+def detect_private_mounts(netns: str) -> bool:
+    """Whether commands in ``netns`` mode can also bind folders privately."""
+    if netns not in ("root", "user"):
+        return False
+    from controlplane.fleet.localhost_server import netns_prefix
+
+    with tempfile.TemporaryDirectory(prefix="traceloom-mounts-") as tmp:
+        source, target = Path(tmp, "a"), Path(tmp, "b")
+        source.mkdir()
+        target.mkdir()
+        (source / "probe").touch()
+        try:
+            probe = subprocess.run(
+                [
+                    *netns_prefix(netns, mounts=True),
+                    *("sh", "-c", 'mount --bind "$0" "$1" && test -f "$1/probe"'),
+                    *(str(source), str(target)),
+                ],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return probe.returncode == 0
 
 
 def _server_alive(pid: int) -> bool:
@@ -119,6 +147,13 @@ class LocalProvider:
         self.max_hosts = max_hosts
         self.chromium_path = chromium_path
         self.netns = detect_netns() if netns is None else netns
+        # Every host sees its own folder at this one path, when the machine
+        # allows private mounts: shards then run from the same absolute
+        # folder everywhere, which Playwright's merge of blob reports needs.
+        self.shared_work_root: Path | None = None
+        if detect_private_mounts(self.netns):
+            self.shared_work_root = self.hosts_dir / "work"
+            self.shared_work_root.mkdir(parents=True, exist_ok=True)
         self._live: dict[str, list[_LocalHostProcess]] = {}
         self._starting = 0
         self._next_index: dict[str, int] = {}
@@ -128,6 +163,15 @@ class LocalProvider:
                 "local.netns_unavailable",
                 detail="local hosts share one network; a suite whose web server"
                 " uses a fixed port can run on one local host at a time",
+            )
+        if self.shared_work_root is None:
+            # XXX: without private mounts local hosts keep different folders and
+            # a run over several of them gets no merged report; a fixed path per
+            # host slot (one run at a time) would remove this.
+            log.warning(
+                "local.no_shared_work_root",
+                detail="local hosts keep their files at different paths; the"
+                " merged Playwright report of a run over several hosts fails",
             )
 
     @property
@@ -192,6 +236,11 @@ class LocalProvider:
                 self.netns,
                 "--idle-timeout",
                 str(self.idle_timeout_s),
+                *(
+                    ("--work-root", str(self.shared_work_root))
+                    if self.shared_work_root
+                    else ()
+                ),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
@@ -213,7 +262,7 @@ class LocalProvider:
             username="traceloom",
             host_key=host_key.convert_to_public(),
             client_key=client_key,
-            work_root=str(folder),
+            work_root=str(self.shared_work_root or folder),
             deps_root=str(self.deps_dir),
             handle=str(process.pid),
         )
@@ -267,7 +316,7 @@ class LocalProvider:
         """Take back hosts started by an earlier process of the control plane."""
         adopted = self._live.setdefault(run_id, [])
         for host in hosts:
-            adopted.append(_LocalHostProcess(host, Path(host.work_root)))
+            adopted.append(_LocalHostProcess(host, self.hosts_dir / host.name))
             log.info("host.adopted", host=host.name, alive=adopted[-1].alive())
             index = int(host.name.rsplit("-h", 1)[-1])
             self._next_index[run_id] = max(self._next_index.get(run_id, 0), index + 1)

@@ -4,6 +4,10 @@ Started by the local provider as its own process:
 
     python -m controlplane.fleet.localhost_server --dir HOST_DIR [--netns MODE]
 
+With ``--work-root DIR`` (an empty folder, the same for every local host)
+and a namespace mode, each command also sees HOST_DIR bound at DIR and
+starts there, so every local host keeps its files at one absolute path.
+
 HOST_DIR holds ``host_key`` (this host's private key) and
 ``authorized_keys`` (the one client key it accepts). The server prints
 ``listening PORT`` once ready. Every command runs with HOST_DIR as home and
@@ -34,16 +38,30 @@ _OUTPUT_GRACE_S = 2.0
 _CHUNK = 65536
 
 
-def netns_prefix(mode: str) -> list[str]:
-    """The argv prefix that runs a command in a fresh network namespace."""
+def netns_prefix(mode: str, *, mounts: bool = False) -> list[str]:
+    """The argv prefix that runs a command in a fresh network namespace.
+
+    With ``mounts``, the command also gets a mount namespace of its own
+    (private propagation: nothing it mounts is seen outside).
+    """
+    extra = ["--mount", "--propagation", "private"] if mounts else []
     if mode == "root":
-        return ["unshare", "--net", "--"]
+        return ["unshare", "--net", *extra, "--"]
     if mode == "user":
-        return ["unshare", "--user", "--map-root-user", "--net", "--"]
+        return ["unshare", "--user", "--map-root-user", "--net", *extra, "--"]
     return []
 
 
 _NETNS_SHELL = 'ip link set lo up 2>/dev/null || true; exec sh -c "$1"'
+# With a fixed work root, the command's namespace gets a private mount table
+# too, in which this host's folder is bound at the work root: every local
+# host then sees its own files at one absolute path, as remote hosts do (and
+# as Playwright's merge of the shards' blob reports requires).
+_FIXED_ROOT_SHELL = (
+    "ip link set lo up 2>/dev/null || true;"
+    ' mount --bind "$2" "$3" || { echo "cannot bind $2 at $3" >&2; exit 125; };'
+    ' cd "$3" && exec sh -c "$1"'
+)
 
 
 class _Server(asyncssh.SSHServer):
@@ -74,14 +92,18 @@ async def _pump_out(src: asyncio.StreamReader, dst: asyncssh.SSHWriter[bytes]) -
 
 
 class LocalHost:
-    def __init__(self, host_dir: Path, name: str, netns: str) -> None:
+    def __init__(
+        self, host_dir: Path, name: str, netns: str, work_root: Path | None = None
+    ) -> None:
         self.host_dir = host_dir
         self.name = name
         self.netns = netns
+        # Only namespaced commands can see the folder at the fixed work root.
+        self.work_root = work_root if netns in ("root", "user") else None
         self.last_command_at = time.monotonic()
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(host_dir),
+            "HOME": str(self.work_root or host_dir),
             "LANG": "C.UTF-8",
             "TRACELOOM_HOST": name,
         }
@@ -90,6 +112,12 @@ class LocalHost:
                 self.env[key] = os.environ[key]
 
     def argv(self, command: str) -> list[str]:
+        if self.work_root is not None:
+            return [
+                *netns_prefix(self.netns, mounts=True),
+                *("sh", "-c", _FIXED_ROOT_SHELL, "sh", command),
+                *(str(self.host_dir), str(self.work_root)),
+            ]
         if self.netns in ("root", "user"):
             return [*netns_prefix(self.netns), "sh", "-c", _NETNS_SHELL, "sh", command]
         return ["sh", "-c", command]
@@ -136,8 +164,14 @@ class LocalHost:
         kill_marked(f"TRACELOOM_HOST={self.name}")
 
 
-async def serve(host_dir: Path, name: str, netns: str, idle_timeout_s: float) -> None:
-    host = LocalHost(host_dir, name, netns)
+async def serve(
+    host_dir: Path,
+    name: str,
+    netns: str,
+    idle_timeout_s: float,
+    work_root: Path | None = None,
+) -> None:
+    host = LocalHost(host_dir, name, netns, work_root)
     server = await asyncssh.listen(
         "127.0.0.1",
         0,
@@ -180,8 +214,21 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--netns", choices=["root", "user", "off"], default="off")
     parser.add_argument("--idle-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--work-root",
+        type=Path,
+        help="an empty folder at which namespaced commands see HOST_DIR",
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.dir.resolve(), args.name, args.netns, args.idle_timeout))
+    asyncio.run(
+        serve(
+            args.dir.resolve(),
+            args.name,
+            args.netns,
+            args.idle_timeout,
+            args.work_root.resolve() if args.work_root else None,
+        )
+    )
 
 
 if __name__ == "__main__":

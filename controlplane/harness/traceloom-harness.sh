@@ -162,7 +162,8 @@ cmd_run() {
     export PLAYWRIGHT_BLOB_OUTPUT_DIR="$dir/blob"
     index=$(cat "$dir/index" 2>/dev/null || echo 0)
     export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$index.zip"
-    export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never
+    # An html reporter in the suite's config must never wait to open a browser.
+    export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never PLAYWRIGHT_HTML_OPEN=never
 
     harness_pid=$$
     (

@@ -130,6 +130,71 @@ CREATE TABLE IF NOT EXISTS tests (
     screenshots TEXT NOT NULL,
     PRIMARY KEY (run_id, test_id)
 );
+CREATE INDEX IF NOT EXISTS tests_test_id ON tests(test_id);
+CREATE TABLE IF NOT EXISTS run_reports (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    status TEXT NOT NULL,
+    reason TEXT,
+    blobs_expected INTEGER NOT NULL,
+    blobs_merged INTEGER NOT NULL,
+    missing TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    body TEXT NOT NULL,
+    paused INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_credentials (
+    schedule_id TEXT PRIMARY KEY REFERENCES schedules(id) ON DELETE CASCADE,
+    git_credential TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_fires (
+    schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+    slot_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    run_id TEXT REFERENCES runs(id),
+    recorded_at REAL NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (schedule_id, slot_at)
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at REAL,
+    created_at REAL NOT NULL,
+    UNIQUE (run_id, target)
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS notification_attempts (
+    notification_id TEXT NOT NULL REFERENCES notifications(id),
+    number INTEGER NOT NULL,
+    at REAL NOT NULL,
+    status_code INTEGER,
+    error TEXT,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, number)
+);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    token_hash TEXT PRIMARY KEY,
+    key_id TEXT REFERENCES api_keys(id),
+    subject TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key_id TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
@@ -219,6 +284,24 @@ class Database:
     async def ping(self) -> None:
         await self._fetchall("SELECT 1")
 
+    # The stores of other packages (reports, schedules, notifications,
+    # dashboard sessions) keep their tables in this database through these.
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; return how many rows it changed."""
+        return await self._execute(sql, params)
+
+    async def fetchall(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> list[aiosqlite.Row]:
+        return await self._fetchall(sql, params)
+
+    def transaction(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        """Statements that commit together or not at all (BEGIN IMMEDIATE)."""
+        return self._transaction()
+
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return how many rows it changed."""
         async with self._lock:
@@ -301,6 +384,10 @@ class Database:
 
     async def insert_run(self, run: Run) -> None:
         await self._execute(_INSERT_RUN, _run_row(run))
+
+    async def insert_run_in(self, conn: aiosqlite.Connection, run: Run) -> None:
+        """Insert ``run`` within a transaction opened by ``transaction()``."""
+        await conn.execute(_INSERT_RUN, _run_row(run))
 
     async def insert_run_once(
         self, run: Run, *, key_id: str, idempotency_key: str, body_hash: str

@@ -23,6 +23,7 @@ from controlplane.logs import get_logger
 from controlplane.storage.artifacts import LocalArtifactStore, UnsafeArtifactPath
 
 if TYPE_CHECKING:
+    from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3.type_defs import ObjectIdentifierTypeDef
 
 log = get_logger(__name__)
@@ -154,6 +155,12 @@ class S3ArtifactStore:
         """Upload the local file ``source`` as ``key`` (the control plane's own)."""
         s3 = await self.aws.s3()
         await s3.upload_file(str(source), self.bucket, self.object_key(key))
+
+    async def open(self, key: str) -> tuple[StreamingBody, int]:
+        """The object's body to read (and close) and its size in bytes."""
+        s3 = await self.aws.s3()
+        answer = await s3.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        return answer["Body"], answer["ContentLength"]
 
     async def download(self, key: str, target: Path) -> None:
         """Copy ``key`` into the local file ``target``."""

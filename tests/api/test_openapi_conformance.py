@@ -56,9 +56,13 @@ def _local_only(body: Any) -> None:
     Generated repository URLs could name anything, the worktree itself
     included; a missing local path makes the clone fail at once, here.
     """
-    source = body.get("testSource") if isinstance(body, dict) else None
-    if isinstance(source, dict) and isinstance(source.get("gitRepo"), str):
-        source["gitRepo"] = "/nonexistent/schemathesis.git"
+    if not isinstance(body, dict):
+        return
+    # A schedule's run body too: a generated schedule may fire here.
+    for run in (body, body.get("run")):
+        source = run.get("testSource") if isinstance(run, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("gitRepo"), str):
+            source["gitRepo"] = "/nonexistent/schemathesis.git"
 
 
 def test_the_document_is_served_as_written(server: LiveServer) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from controlplane.cli import BarProgress, PlainProgress, write_junit
+from controlplane.cli import BarProgress, PlainProgress
+from controlplane.reports.junit import write_junit
 
 COLOURED = "Error: \x1b[2mexpect(\x1b[22mreceived).toBe(expected)\x07\nExpected: 2"
 

@@ -29,6 +29,7 @@ from controlplane.api.appkeys import DB, STORE
 from controlplane.settings import Settings
 from controlplane.storage.keys import create_key
 from controlplane.storage.s3 import S3ArtifactStore
+from tests.api.test_dashboard_auth import sign_in
 from tests.conftest import (
     AWS_TEST_SECRET,
     CHROMIUM,
@@ -105,18 +106,26 @@ async def test_runner_uploads_to_s3_and_the_api_hands_out_links(
             artifacts_bucket=bucket,
         )
         async with TestClient(TestServer(make_app(settings=configured))) as client:
-            auth = {
-                "Authorization": f"Bearer {await create_key(client.app[DB], name='t')}"
-            }
+            api_key = await create_key(client.app[DB], name="t")
+            auth = {"Authorization": f"Bearer {api_key}"}
             created = await client.post("/api/runs", json=run_body(repo), headers=auth)
             run_id = (await created.json())["id"]
             run = await _wait(client, auth, run_id)
+            report = await _report(client, auth, run_id)
             tests = (
                 await (
                     await client.get(f"/api/runs/{run_id}/tests", headers=auth)
                 ).json()
             )["tests"]
             failed = next(t for t in tests if t["status"] == "failed")
+            signed_in = await sign_in(client, key=api_key)
+            report_page = await client.get(f"/runs/{run_id}/report/")
+            report_html = await report_page.text()
+            trace_below_run = failed["trace"].split("/", 1)[1]
+            on_dashboard = await client.get(
+                f"/runs/{run_id}/artifacts/{trace_below_run}"
+            )
+            dashboard_bytes = await on_dashboard.read()
             trace = await client.get(
                 URL(failed["traceUrl"]).path, headers=auth, allow_redirects=False
             )
@@ -154,7 +163,8 @@ async def test_runner_uploads_to_s3_and_the_api_hands_out_links(
     prefix = f"{run_id}/shard-0/batch-0/"
     assert failed["trace"] in stored
     assert failed["screenshots"][0] in stored
-    assert all(k.startswith(prefix) for k in stored)
+    report_prefix = f"{run_id}/report/"
+    assert all(k.startswith((prefix, report_prefix)) for k in stored)
     assert any(k.endswith(".png") for k in stored)
     assert f"{prefix}blob/report-0.zip" in stored
     assert trace.status == 307
@@ -167,11 +177,35 @@ async def test_runner_uploads_to_s3_and_the_api_hands_out_links(
     assert shot_bytes[:8] == b"\x89PNG\r\n\x1a\n"
     assert anonymous.status == 401
     assert missing.status == 404
+    # The merge read the blob from S3, and the report lives there too; the
+    # dashboard streams both report and attachments through its own origin.
+    assert report["status"] == "ready", report["reason"]
+    assert f"{run_id}/report/index.html" in stored
+    assert signed_in.status == 303
+    assert report_page.status == 200
+    assert "<html" in report_html.lower()
+    assert on_dashboard.status == 200
+    assert on_dashboard.headers["Content-Security-Policy"] == "sandbox"
+    assert dashboard_bytes == trace_bytes
     # Uploaded from the host directly: nothing went through the data folder.
     assert not (settings.data_dir / "artifacts").exists()
     # The runner never had the secret key, not even in a file it was sent.
     assert leftovers.returncode == 1, leftovers.stdout
     assert gone == []
+
+
+async def _report(
+    client: TestClient[Any, Any], auth: dict[str, str], run_id: str
+) -> dict[str, Any]:
+    """The run's report once its merge is over (it starts as the run ends)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = await (await client.get(f"/api/runs/{run_id}", headers=auth)).json()
+        report: dict[str, Any] | None = run.get("report")
+        if report is not None and report["status"] != "building":
+            return report
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"the report of {run_id} was not built")
 
 
 async def _wait(

@@ -12,7 +12,11 @@ import attrs
 import pytest
 
 from controlplane.errors import HostError
-from controlplane.fleet.local import LocalProvider, detect_netns
+from controlplane.fleet.local import (
+    LocalProvider,
+    detect_netns,
+    detect_private_mounts,
+)
 from controlplane.remote.ssh import HostConnection
 from tests.conftest import traceloom_processes
 
@@ -97,6 +101,36 @@ async def test_hosts_can_bind_the_same_port(provider: LocalProvider) -> None:
     assert [r.stdout.strip() for r in results] == [b"bound", b"bound"]
 
 
+@pytest.mark.skipif(
+    not detect_private_mounts(detect_netns()), reason="private mounts not allowed"
+)
+async def test_hosts_keep_their_own_files_at_one_absolute_path(
+    provider: LocalProvider,
+) -> None:
+    """Every host's work root is the same path, holding that host's files only.
+
+    Playwright merges blob reports only when every shard ran from the same
+    absolute folder, as remote hosts with one fixed work root do.
+    """
+    hosts = await provider.acquire(RUNS["run_a"], 2)
+    conns = [await HostConnection.open(h) for h in hosts]
+    for conn, host in zip(conns, hosts, strict=True):
+        await conn.run(f"echo {host.name} > mine; mkdir -p runs/x")
+
+    seen = [await c.run("pwd -P; cat mine; ls") for c in conns]
+    for conn in conns:
+        await conn.close()
+
+    assert hosts[0].work_root == hosts[1].work_root
+    for host, result in zip(hosts, seen, strict=True):
+        lines = result.stdout.decode().split()
+        assert lines[0] == host.work_root
+        assert lines[1] == host.name
+    on_disk = provider.hosts_dir / hosts[0].name / "mine"
+    assert on_disk.read_text().strip() == hosts[0].name
+    assert not any((provider.hosts_dir / "work").iterdir())
+
+
 async def test_release_stops_hosts_and_their_processes(
     provider: LocalProvider,
 ) -> None:
@@ -112,7 +146,8 @@ async def test_release_stops_hosts_and_their_processes(
     await provider.release(RUNS["run_a"])
 
     assert not traceloom_processes(RUNS["run_a"])
-    assert not any(os.path.exists(h.work_root) for h in hosts)  # noqa: ASYNC240
+    folders = [provider.hosts_dir / h.name for h in hosts]
+    assert not any(f.exists() for f in folders)
     with pytest.raises(HostError):
         await HostConnection.open(hosts[0], timeout_s=3)
 

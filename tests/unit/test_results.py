@@ -222,15 +222,17 @@ def test_outcome_maps_to_status(outcome: str, status: Status) -> None:
 
 
 def test_attempts_are_kept_in_order_with_their_details() -> None:
-    """Every try of a test is kept, first to last, and durations add up."""
+    """Every try of a test is kept, first to last, with when it began."""
     results = shard()
 
     results.feed(RAW)
 
     flaky = by_id(results)["t-flaky"]
     assert flaky.attempts == [
-        Attempt(retry=0, status="failed", duration_ms=300, error="timeout"),
-        Attempt(retry=1, status="passed", duration_ms=200, error=None),
+        Attempt(
+            retry=0, status="failed", duration_ms=300, error="timeout", started_at=1.4
+        ),
+        Attempt(retry=1, status="passed", duration_ms=200, error=None, started_at=1.8),
     ]
     assert flaky.duration_ms == 500
     assert by_id(results)["t-lost"].attempts == []

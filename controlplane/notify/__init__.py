@@ -1,0 +1,1 @@
+"""Telling people a run finished: signed webhooks, Slack, GitHub statuses."""

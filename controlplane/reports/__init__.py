@@ -1,0 +1,1 @@
+"""Run reports: JUnit XML and the merged Playwright HTML report."""

@@ -1,0 +1,1 @@
+"""Cron schedules of runs: stored in SQLite, fired by APScheduler."""
