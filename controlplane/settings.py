@@ -37,6 +37,8 @@ class Settings:
     poll_interval_s: float = 0.5
     clone_timeout_s: float = 300.0
     install_timeout_s: float = 900.0
+    # The key that encrypts stored secrets; keep it apart from the database.
+    secrets_key_file: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -64,6 +66,10 @@ class Settings:
     def hosts_dir(self) -> Path:
         return self.data_dir / "hosts"
 
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "secrets.key"
+
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
@@ -79,7 +85,7 @@ def settings_from_env(
         if raw is not None and raw != "":
             values[field.name] = _convert(field.type, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for name in ("data_dir", "cache_dir"):
+    for name in ("data_dir", "cache_dir", "secrets_key_file"):
         if values.get(name) is not None:
             values[name] = Path(str(values[name]))
     return Settings(**values)  # type: ignore[arg-type]

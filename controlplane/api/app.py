@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from controlplane.api import health, keys, middleware, runs
-from controlplane.api.appkeys import DB, ENGINE, METRICS, SETTINGS, STORE
+from controlplane.api import secrets as secrets_api
+from controlplane.api.appkeys import DB, ENGINE, METRICS, SECRETS, SETTINGS, STORE
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
@@ -18,6 +19,7 @@ from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
+from controlplane.storage.secrets import SecretStore, load_or_create_key
 
 log = get_logger(__name__)
 
@@ -50,6 +52,9 @@ def make_app(
         async with Database.open(settings.db_path) as db:
             app[DB] = db
             app[STORE] = LocalArtifactStore(settings.artifacts_dir)
+            app[SECRETS] = SecretStore(
+                db, load_or_create_key(settings.secrets_key_path)
+            )
             fleet = provider or make_provider(settings)
             engine = RunEngine(
                 settings=settings,
@@ -58,6 +63,7 @@ def make_app(
                 dispatcher=Dispatcher(
                     app[STORE], poll_interval_s=settings.poll_interval_s
                 ),
+                secrets=app[SECRETS],
             )
             app[ENGINE] = engine
             if settings.fleet == "local" and not settings.chromium_path:
@@ -77,4 +83,5 @@ def make_app(
     app.router.add_routes(health.routes)
     app.router.add_routes(runs.routes)
     app.router.add_routes(keys.routes)
+    app.router.add_routes(secrets_api.routes)
     return app

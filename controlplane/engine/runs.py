@@ -34,10 +34,11 @@ from controlplane.engine.prepare import Prepared, prepare_run
 from controlplane.engine.source import is_local_repo, split_credentials
 from controlplane.errors import InvalidRequest, RunFailure
 from controlplane.fleet.base import FleetProvider
-from controlplane.logs import get_logger
+from controlplane.logs import get_logger, redact_text
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.db import Database, HistoryStore
+from controlplane.storage.secrets import SecretStore
 
 log = get_logger(__name__)
 
@@ -71,8 +72,11 @@ class RunEngine:
         provider: FleetProvider,
         dispatcher: Dispatcher,
         listeners: Sequence[RunListener] = (),
+        secrets: SecretStore | None = None,
     ) -> None:
         self.settings = settings
+        # Where the secrets traceloom.yml names come from (none: no secrets).
+        self.secrets = secrets
         self.db = db
         self.provider = provider
         self.dispatcher = dispatcher
@@ -188,6 +192,9 @@ class RunEngine:
         finally:
             await self._finish(run_id, status, reason)
             await self._notify(run_id, workdir, prepared)
+            if prepared is not None:
+                # The record is final: the run's secrets need no redacting.
+                prepared.forget_secrets()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _notify(
@@ -215,6 +222,8 @@ class RunEngine:
         counts = Counts()
         for result in await self.db.tests(run_id):
             counts.add(result.status)
+        if reason is not None:
+            reason = redact_text(reason)
         await self.db.update_run(
             run_id, status=status, reason=reason, finished_at=time.time(), counts=counts
         )
@@ -245,6 +254,7 @@ class RunEngine:
             clone_timeout_s=self.settings.clone_timeout_s,
             # The same commit as before the restart, even if the branch moved.
             commit=run.resolved_sha if resume else None,
+            secret_store=self.secrets,
         )
         self._prepared[run.id] = prepared
         await self.db.update_run(run.id, status=RunStatus.PROVISIONING)
@@ -296,6 +306,10 @@ def _verdict(
     if errored:
         reasons = "; ".join(f"shard {s.index}: {s.reason}" for s in errored)
         return RunStatus.ERRORED, reasons
+    unavailable = execution.survey.unavailable_reasons if execution.survey else []
+    if unavailable:
+        # Tests of a project the hosts cannot run did not run: never a pass.
+        return RunStatus.ERRORED, "; ".join(unavailable)
     if execution.dropped:
         lost = "; ".join(f"shard {s.index}: {s.reason}" for s in shards if s.reason)
         return RunStatus.ERRORED, "; ".join([*execution.drop_reasons, lost])

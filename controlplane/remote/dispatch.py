@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 import shlex
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -34,6 +36,7 @@ log = get_logger(__name__)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STOP_TIMEOUT_S = 30.0
+_SETUP_OUTPUT_CHARS = 8000
 # How long past its own timeout a shard may take to report before the
 # control plane stops it from here (the host's watchdog should act first).
 _DEADLINE_GRACE_S = 30.0
@@ -49,6 +52,9 @@ class Payload:
     suite_archive: Path
     config_dir: str
     package_dir: str
+    # traceloom.yml's setup steps as a script for the harness, if any.
+    setup_script: str | None = None
+    setup_commands: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -60,6 +66,39 @@ class ShardJob:
     env: dict[str, str]
     # What Playwright is given: a file, or a file, a tab and a test's line.
     selectors: list[str]
+    # "run" the tests, or "list" them (and run the setup steps) only.
+    mode: str = "run"
+    # Playwright projects to run; None for every project of the config.
+    projects: list[str] | None = None
+    # The run's secrets as variables; written to the host for this job only.
+    secrets: dict[str, str] = attrs.field(factory=dict, repr=False)
+    # Whether to read back how the host's setup steps went.
+    report_setup: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class SetupReport:
+    """How a host's setup steps went: status, the step at fault, the output."""
+
+    host: str
+    ok: bool
+    exit_code: int | None
+    # 1-based number of the last step that started.
+    step: int | None
+    timed_out: bool
+    duration_s: float | None
+    output: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "host": self.host,
+            "status": "passed" if self.ok else "failed",
+            "exitCode": self.exit_code,
+            "step": self.step,
+            "timedOut": self.timed_out,
+            "durationS": self.duration_s,
+            "output": self.output,
+        }
 
 
 @attrs.define(kw_only=True)
@@ -69,6 +108,9 @@ class ShardOutcome:
     results: ShardResults
     started_at: float
     finished_at: float
+    # What browsers.cjs found on the host (list jobs), and the setup report.
+    browsers: dict[str, Any] | None = None
+    setup: SetupReport | None = None
 
 
 ProgressCallback = Callable[[ShardResults], Awaitable[None]]
@@ -81,6 +123,34 @@ def env_script(env: dict[str, str]) -> str:
         if not _ENV_NAME.match(name):
             raise ValueError(f"invalid environment variable name: {name!r}")
         lines.append(f"export {name}={shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def setup_failure(setup: SetupReport, job: ShardJob, payload: Payload) -> str:
+    """The reason a run gives when a host's setup steps failed."""
+    what = "setup"
+    if setup.step and setup.step <= len(payload.setup_commands):
+        what = f"setup step {setup.step} ({payload.setup_commands[setup.step - 1]!r})"
+    how = (
+        f"ran past its {job.timeout_s}s timeout"
+        if setup.timed_out
+        else f"failed with exit code {setup.exit_code}"
+    )
+    lines = [line for line in setup.output.splitlines() if line.strip()]
+    tail = "\n".join(lines[-15:])
+    return f"traceloom.yml {what} {how} on {setup.host}:\n{tail}".strip()
+
+
+def setup_script(steps: list[tuple[str, str]]) -> str | None:
+    """The harness script of ``(folder, command)`` setup steps, None if none."""
+    if not steps:
+        return None
+    lines = ["# traceloom.yml setup steps; traceloom_step is the harness's"]
+    for number, (folder, command) in enumerate(steps, 1):
+        lines.append(
+            f"traceloom_step {number} {shlex.quote(folder or '.')}"
+            f" {shlex.quote(command)} || exit $?"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -142,11 +212,16 @@ class Dispatcher:
                 )
                 started = True
                 log.info("shard.dispatched", host=host.name, files=len(job.files))
-            exit_code, timed_out = await self._follow(
+            exit_code, timed_out, setup_state = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )
             log_tail = await self._log_tail(conn, shard_dir)
-            await self._collect(conn, harness, shard_dir, results)
+            setup = None
+            if setup_state == "failed" or (job.report_setup and setup_state == "ok"):
+                setup = await self._setup_report(conn, job)
+            browsers = await self._browsers(conn, shard_dir)
+            if job.mode == "run":
+                await self._collect(conn, harness, shard_dir, results)
             await conn.run(quote("rm", "-rf", shard_dir), check=False)
         except asyncio.CancelledError:
             if started:
@@ -155,15 +230,22 @@ class Dispatcher:
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()
-        status, reason = shard_verdict(
-            results, exit_code=exit_code, timed_out=timed_out, log_tail=log_tail
-        )
+        status: ShardStatus
+        reason: str | None
+        if setup is not None and not setup.ok:
+            status, reason = ShardStatus.ERRORED, setup_failure(setup, job, payload)
+        else:
+            status, reason = shard_verdict(
+                results, exit_code=exit_code, timed_out=timed_out, log_tail=log_tail
+            )
         return ShardOutcome(
             status=status,
             reason=reason,
             results=results,
             started_at=started_at,
             finished_at=time.time(),
+            browsers=browsers,
+            setup=setup,
         )
 
     async def _prepare(
@@ -199,6 +281,12 @@ class Dispatcher:
             quote("test", "-f", f"{suite}.complete"), check=False
         )
         if has_suite.exit_status != 0:
+            if payload.setup_script is not None:
+                await conn.run(
+                    f"mkdir -p {shlex.quote(str(Path(suite).parent))}"
+                    f" && cat > {shlex.quote(f'{suite}.setup.sh')}",
+                    stdin=payload.setup_script.encode(),
+                )
             await conn.send_file(
                 quote("sh", harness, "suite-put", suite, deps_dir, payload.package_dir),
                 payload.suite_archive,
@@ -208,14 +296,25 @@ class Dispatcher:
         files = {
             "args": "".join(f"{s}\n" for s in job.selectors),
             "suite_path": suite + "\n",
+            "deps_path": deps_dir + "\n",
             "index": f"{job.index}\n",
             "workdir": (payload.config_dir or ".") + "\n",
+            "mode": job.mode + "\n",
             "env.sh": env_script(job.env),
             "token": secrets.token_hex(16) + "\n",
         }
+        if job.projects is not None:
+            files["projects"] = "".join(f"{p}\n" for p in job.projects)
         for name, text in files.items():
             await conn.run(
                 f"cat > {shlex.quote(f'{shard_dir}/{name}')}", stdin=text.encode()
+            )
+        if job.secrets:
+            # Readable by the harness's user only, and deleted by the harness
+            # as soon as Playwright has read it.
+            await conn.run(
+                f"umask 077 && cat > {shlex.quote(f'{shard_dir}/secrets.sh')}",
+                stdin=env_script(job.secrets).encode(),
             )
 
     async def _follow(
@@ -226,9 +325,11 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
-    ) -> tuple[int | None, bool]:
+    ) -> tuple[int | None, bool, str]:
         loop = asyncio.get_running_loop()
+        # Setup steps get their own timeout before Playwright's starts.
         deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
+        running = False
         offset = 0
         stopped_here = False
         while True:
@@ -242,6 +343,9 @@ class Dispatcher:
             started = fields.get("started", "-")
             if started.isdigit():
                 results.started_ms = int(started)
+            if fields.get("state") == "running" and not running:
+                running = True
+                deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
             if chunk:
                 results.feed(chunk)
                 offset += len(chunk)
@@ -249,7 +353,8 @@ class Dispatcher:
             if fields.get("state") == "done" and not chunk:
                 code = fields.get("exit", "-")
                 exit_code = int(code) if code.lstrip("-").isdigit() else None
-                return exit_code, stopped_here or fields.get("timed_out") == "yes"
+                timed_out = stopped_here or fields.get("timed_out") == "yes"
+                return exit_code, timed_out, fields.get("setup", "none")
             if fields.get("state") == "missing":
                 raise HostError(f"shard folder vanished on {conn.host.name}")
             if loop.time() > deadline and not stopped_here:
@@ -266,6 +371,43 @@ class Dispatcher:
             quote("tail", "-c", "1500", f"{shard_dir}/playwright.log"), check=False
         )
         return redact_text(tail.stdout.decode(errors="replace").strip())
+
+    async def _setup_report(self, conn: HostConnection, job: ShardJob) -> SetupReport:
+        """Read back how the setup steps went on this host."""
+        suite = f"{conn.host.work_root}/runs/{job.run_id}/suite"
+        names = ("setup-failed", "setup-step", "setup-ms", "setup-timed-out")
+        values: dict[str, str] = {}
+        for name in names:
+            done = await conn.run(quote("cat", f"{suite}.{name}"), check=False)
+            if done.exit_status == 0:
+                values[name] = done.stdout.decode(errors="replace").strip()
+        tail = await conn.run(
+            quote("tail", "-c", str(_SETUP_OUTPUT_CHARS), f"{suite}.setup.log"),
+            check=False,
+        )
+        exit_text = values.get("setup-failed", "0")
+        step = values.get("setup-step", "")
+        ms = values.get("setup-ms", "")
+        return SetupReport(
+            host=conn.host.name,
+            ok="setup-failed" not in values,
+            exit_code=int(exit_text) if exit_text.lstrip("-").isdigit() else None,
+            step=int(step) if step.isdigit() else None,
+            timed_out="setup-timed-out" in values,
+            duration_s=round(int(ms) / 1000, 3) if ms.isdigit() else None,
+            output=redact_text(tail.stdout.decode(errors="replace")),
+        )
+
+    async def _browsers(
+        self, conn: HostConnection, shard_dir: str
+    ) -> dict[str, Any] | None:
+        """What browsers.cjs found on the host, or None if it said nothing."""
+        done = await conn.run(quote("cat", f"{shard_dir}/browsers.json"), check=False)
+        try:
+            found = json.loads(done.stdout) if done.exit_status == 0 else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
 
     async def _collect(
         self, conn: HostConnection, harness: str, shard_dir: str, results: ShardResults
