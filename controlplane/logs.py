@@ -44,6 +44,7 @@ class SecretValues:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None
+        self._bytes_pattern: re.Pattern[bytes] | None = None
         self._lock = threading.Lock()
 
     @staticmethod
@@ -67,15 +68,25 @@ class SecretValues:
 
     def _compile(self) -> None:
         longest_first = sorted(self._counts, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(re.escape(v) for v in longest_first))
-            if longest_first
-            else None
+        if not longest_first:
+            self._pattern = self._bytes_pattern = None
+            return
+        self._pattern = re.compile("|".join(re.escape(v) for v in longest_first))
+        self._bytes_pattern = re.compile(
+            b"|".join(re.escape(v.encode()) for v in longest_first)
         )
+
+    @property
+    def active(self) -> bool:
+        return self._pattern is not None
 
     def redact(self, text: str) -> str:
         pattern = self._pattern
         return text if pattern is None else pattern.sub(REDACTED, text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        pattern = self._bytes_pattern
+        return data if pattern is None else pattern.sub(REDACTED.encode(), data)
 
 
 SECRET_VALUES = SecretValues()

@@ -83,6 +83,7 @@ async def delete_secret(request: web.Request) -> web.Response:
     """Delete a secret of a scope (``?scope=``, default ``*``)."""
     caller = require_scope(request, "secrets:manage")
     name = request.match_info["name"]
+    check_name(name)
     problems: dict[str, str] = {}
     scope = _scope(request.query.get("scope"), "scope", problems)
     if problems:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 import secrets
 import shlex
 import tempfile
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from controlplane.engine.deps import Dependencies
 from controlplane.engine.results import ShardResults, shard_verdict
 from controlplane.errors import HostError
 from controlplane.fleet.base import Host
-from controlplane.logs import get_logger, redact_text
+from controlplane.logs import SECRET_VALUES, get_logger, redact_text
 from controlplane.remote.ssh import HostConnection, quote
 from controlplane.storage.artifacts import LocalArtifactStore
 
@@ -139,6 +141,42 @@ def setup_failure(setup: SetupReport, job: ShardJob, payload: Payload) -> str:
     lines = [line for line in setup.output.splitlines() if line.strip()]
     tail = "\n".join(lines[-15:])
     return f"traceloom.yml {what} {how} on {setup.host}:\n{tail}".strip()
+
+
+def redact_artifacts(store: LocalArtifactStore, keys: list[str]) -> None:
+    """Redact the secrets of runs in flight from stored attachments.
+
+    Text attachments (Playwright's error-context.md, logs) and the entries
+    of zip files (traces: network and console events) are rewritten with
+    every secret value replaced; pixels (screenshots, videos) cannot hold
+    the text of a value and are left as they are.
+    """
+    if not SECRET_VALUES.active:
+        return
+    for key in keys:
+        path = store.path_for(key)
+        data = path.read_bytes()
+        if zipfile.is_zipfile(path):
+            redacted = _redact_zip(path)
+            if redacted is not None:
+                path.write_bytes(redacted)
+            continue
+        clean = SECRET_VALUES.redact_bytes(data)
+        if clean != data:
+            path.write_bytes(clean)
+
+
+def _redact_zip(path: Path) -> bytes | None:
+    """The zip at ``path`` with secrets redacted in its entries, None if none."""
+    changed = False
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            clean = SECRET_VALUES.redact_bytes(data)
+            changed = changed or clean != data
+            target.writestr(info, clean, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue() if changed else None
 
 
 def setup_script(steps: list[tuple[str, str]]) -> str | None:
@@ -416,9 +454,10 @@ class Dispatcher:
             archive = Path(tmp) / "attachments.tar"
             await conn.receive_file(quote("sh", harness, "pack", shard_dir), archive)
             if archive.stat().st_size:
-                await asyncio.to_thread(
+                keys = await asyncio.to_thread(
                     self.store.unpack_tar, archive, results.artifact_prefix
                 )
+                await asyncio.to_thread(redact_artifacts, self.store, keys)
 
     async def _stop_quietly(
         self, conn: HostConnection, harness: str, shard_dir: str

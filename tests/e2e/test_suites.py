@@ -336,3 +336,86 @@ async def test_failing_setup_step_ends_the_run_errored_with_its_output(
     assert "first step ok" in failed["output"]
     assert "building in tests" in failed["output"]
     assert not traceloom_processes(run["id"])
+
+
+SECRET = "s3cr3t-" + "4f1c9a7e2b"
+SECRET_SHA256 = __import__("hashlib").sha256(SECRET.encode()).hexdigest()
+SECRET_SPECS = (
+    "import { test, expect } from '@playwright/test';\n"
+    "import { createHash } from 'node:crypto';\n"
+    "const token = process.env.SHOP_TOKEN ?? '';\n"
+    "test('sees the secret', async () => {\n"
+    "  expect(createHash('sha256').update(token).digest('hex'))\n"
+    f"    .toBe('{SECRET_SHA256}');\n"
+    "});\n"
+    "test('shows it in a failure', async () => { expect(token).toBe('wrong'); });\n"
+)
+
+
+async def test_secrets_reach_setup_and_tests_but_no_record_or_database_file(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    """traceloom.yml names the secret; its value is redacted wherever it shows."""
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {"tests/a.spec.ts": SECRET_SPECS},
+            **{
+                "traceloom.yml": (
+                    "secrets:\n  SHOP_TOKEN: shop-token\n"
+                    "setup:\n  - echo token is $SHOP_TOKEN\n"
+                )
+            },
+        ),
+    )
+    stored = await client.put(
+        "/api/secrets/shop-token",
+        json={"value": SECRET, "scope": str(repo)},
+        headers=auth,
+    )
+
+    run = await wait_for_run(await start(client, auth, run_body(repo)))
+    tests = await fetch_tests(client, auth, run["id"])
+    answers = [
+        await (await client.get(path, headers=auth)).text()
+        for path in (f"/api/runs/{run['id']}", f"/api/runs/{run['id']}/tests")
+    ]
+    failed = next(t for t in tests if t["status"] == "failed")
+
+    assert stored.status == 201
+    assert run["status"] == "failed", run["reason"]
+    assert run["counts"] == {**NO_TESTS, "total": 2, "passed": 1, "failed": 1}
+    assert "[redacted]" in failed["attempts"][0]["error"]
+    assert "token is [redacted]" in run["setup"][0]["output"]
+    assert all(SECRET not in text for text in answers)
+    for path in settings.data_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+async def test_a_secret_that_is_not_set_ends_the_run_errored_at_its_line(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """The run names the file, the line and the missing secret; no host starts."""
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {"tests/a.spec.ts": spec(("x", "expect(1).toBe(1);"))},
+            **{"traceloom.yml": "env:\n  A: b\nsecrets:\n  TOKEN: not-set-anywhere\n"},
+        ),
+    )
+
+    run = await wait_for_run(await start(client, auth, run_body(repo)))
+
+    assert run["status"] == "errored"
+    assert run["reason"].startswith(
+        "traceloom.yml line 4: secret 'not-set-anywhere' (for TOKEN) is not set"
+    )
+    assert run["shards"] == []
