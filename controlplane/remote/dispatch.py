@@ -155,12 +155,12 @@ def redact_artifacts(store: LocalArtifactStore, keys: list[str]) -> None:
         return
     for key in keys:
         path = store.path_for(key)
-        data = path.read_bytes()
         if zipfile.is_zipfile(path):
             redacted = _redact_zip(path)
             if redacted is not None:
                 path.write_bytes(redacted)
             continue
+        data = path.read_bytes()
         clean = SECRET_VALUES.redact_bytes(data)
         if clean != data:
             path.write_bytes(clean)

@@ -119,7 +119,9 @@ async def test_secrets_need_the_secrets_manage_scope(
     put = await client.put("/api/secrets/x1", json={"value": VALUE}, headers=headers)
     listing = await client.get("/api/secrets", headers=headers)
     delete = await client.delete("/api/secrets/x1", headers=headers)
-    allowed = await client.put("/api/secrets/x1", json={"value": VALUE}, headers=manager)
+    allowed = await client.put(
+        "/api/secrets/x1", json={"value": VALUE}, headers=manager
+    )
 
     assert [put.status, listing.status, delete.status] == [403, 403, 403]
     assert allowed.status == 201

@@ -175,3 +175,50 @@ def test_falsy_non_mapping_env_is_refused(tmp_path: Path, value: str) -> None:
 
     with pytest.raises(SourceError, match="env must be a mapping"):
         repoconfig.load(tmp_path)
+
+
+def test_setup_secrets_and_projects_are_read_with_their_lines(tmp_path: Path) -> None:
+    """Commands as strings or {run, dir}; secrets as a map or a list of names."""
+    (tmp_path / "app").mkdir()
+    write_config(
+        tmp_path,
+        "setup:\n"
+        "  - pnpm --filter app build\n"
+        "  - run: node seed.mjs --count 3\n"
+        "    dir: app/\n"
+        "env:\n"
+        "  MODE: ci\n"
+        "secrets:\n"
+        "  SHOP_PASSWORD: shop-password\n"
+        "  API_TOKEN: api.token-v2\n"
+        "projects: [chromium, 'Mobile Safari']\n",
+    )
+
+    config = repoconfig.load(tmp_path)
+
+    assert config.setup == [
+        repoconfig.SetupStep("pnpm --filter app build", "", 2),
+        repoconfig.SetupStep("node seed.mjs --count 3", "app", 3),
+    ]
+    assert config.env == {"MODE": "ci"}
+    assert config.secrets == {
+        "SHOP_PASSWORD": repoconfig.SecretRef("shop-password", 8),
+        "API_TOKEN": repoconfig.SecretRef("api.token-v2", 9),
+    }
+    assert config.projects == ["chromium", "Mobile Safari"]
+    assert config.projects_line == 10
+
+
+def test_a_single_command_and_a_list_of_secret_names_are_accepted(
+    tmp_path: Path,
+) -> None:
+    """``setup: make`` is one step; listed secrets use their names as variables."""
+    write_config(
+        tmp_path, "setup: make build\nsecrets:\n  - NPM_TOKEN\nprojects: chromium\n"
+    )
+
+    config = repoconfig.load(tmp_path)
+
+    assert config.setup == [repoconfig.SetupStep("make build", "", 1)]
+    assert config.secrets == {"NPM_TOKEN": repoconfig.SecretRef("NPM_TOKEN", 3)}
+    assert config.projects == ["chromium"]
