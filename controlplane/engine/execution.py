@@ -109,7 +109,10 @@ class RunExecution:
         for slot in slots:
             await self._remember_host(slot)
         await self._record_idle_shards()
-        await self._survey_on(slots[0])
+        # The other hosts get the suite and run their setup steps meanwhile.
+        await _all_or_none(
+            [self._survey_on(slots[0]), *(self._get_ready(s) for s in slots[1:])]
+        )
         self.queue = WorkQueue(
             self._surveyed(self.prepared.items),
             hosts=self.host_count,
@@ -214,6 +217,39 @@ class RunExecution:
                 + (f" ({first['file']}: {first['reason']})" if first else "")
             )
         self.survey = survey
+
+    async def _get_ready(self, slot: _Slot) -> None:
+        """Ship the suite to ``slot``'s host and run its setup steps there.
+
+        A host that cannot be reached now is left to its first batch, which
+        handles a lost host the usual way.
+        """
+        slot.started_at = time.time()
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.RUNNING,
+            host=slot.host.name,
+            started_at=slot.started_at,
+        )
+        job = self._job(slot, next(self._next_batch), [], mode="setup")
+        results = ShardResults(
+            run_id=self.run.id,
+            shard_index=slot.index,
+            artifact_prefix=f"{self.run.id}/shard-{slot.index}/setup",
+        )
+
+        async def ignore(_results: ShardResults) -> None:
+            return None
+
+        try:
+            outcome = await self.dispatcher.run_shard(
+                slot.host, self.prepared.payload, job, results, ignore
+            )
+        except HostError as exc:
+            log.warning("host.not_ready", host=slot.host.name, error=str(exc))
+            return
+        await self._record_setup(slot, job, outcome.setup)
 
     async def _record_setup(
         self, slot: _Slot, job: ShardJob, report: SetupReport | None

@@ -17,7 +17,8 @@
 # env.sh (variables for the tests), token (marks every process the shard
 # starts), and optionally deps_path (the dependencies, whose bin/ holds the
 # suite's package manager), projects (Playwright projects to run, one a
-# line), mode ("list": only list the tests) and secrets.sh (the run's
+# line), mode ("list": run the setup steps and list the tests; "setup":
+# only run the setup steps) and secrets.sh (the run's
 # secrets, read once and deleted). SUITE.setup.sh, next to the repository,
 # holds the traceloom.yml setup steps: they run once per repository copy,
 # before its first Playwright, and SUITE.setup-ok / SUITE.setup-failed
@@ -205,6 +206,13 @@ cmd_run() {
     if ! run_setup "$suite" "$timeout_s"; then
         rm -f "$dir/secrets.sh"
         echo 125 >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
+        echo "done" >"$dir/state"
+        return 0
+    fi
+    if [ "$mode" = setup ]; then
+        # Only getting the host ready: the setup steps, no Playwright.
+        rm -f "$dir/secrets.sh"
+        echo 0 >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
         echo "done" >"$dir/state"
         return 0
     fi

@@ -68,7 +68,8 @@ class ShardJob:
     env: dict[str, str]
     # What Playwright is given: a file, or a file, a tab and a test's line.
     selectors: list[str]
-    # "run" the tests, or "list" them (and run the setup steps) only.
+    # "run" the tests; "list" them (after the setup steps) or only run the
+    # "setup" steps, to get a host ready while the first one lists.
     mode: str = "run"
     # Playwright projects to run; None for every project of the config.
     projects: list[str] | None = None
@@ -249,7 +250,12 @@ class Dispatcher:
                     quote("sh", harness, "start", shard_dir, str(job.timeout_s))
                 )
                 started = True
-                log.info("shard.dispatched", host=host.name, files=len(job.files))
+                log.info(
+                    "shard.dispatched",
+                    host=host.name,
+                    files=len(job.files),
+                    mode=job.mode,
+                )
             exit_code, timed_out, setup_state = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )
@@ -344,9 +350,12 @@ class Dispatcher:
         if job.projects is not None:
             files["projects"] = "".join(f"{p}\n" for p in job.projects)
         for name, text in files.items():
-            await conn.run(
-                f"cat > {shlex.quote(f'{shard_dir}/{name}')}", stdin=text.encode()
-            )
+            target = shlex.quote(f"{shard_dir}/{name}")
+            if not text:
+                # asyncssh sends no end of input with an empty one: cat would wait.
+                await conn.run(f": > {target}")
+                continue
+            await conn.run(f"cat > {target}", stdin=text.encode())
         if job.secrets:
             # Readable by the harness's user only, and deleted by the harness
             # as soon as Playwright has read it.
