@@ -65,7 +65,8 @@ _BERRY_BY_LOCKFILE = {
 }
 _BERRY_NEWEST = "4.18.1"
 _PNPM_BY_LOCKFILE = {
-    "5.3": "6.35.1",
+    # pnpm 6 does not run on Node 20; pnpm 7 installs 5.3 lockfiles as they are.
+    "5.3": "7.33.7",
     "5.4": "7.33.7",
     "6.0": "8.15.9",
     "6.1": "8.15.9",

@@ -1,6 +1,6 @@
 // Give the suite's own Playwright the browsers this host has, and say which.
 //
-// Usage: node browsers.cjs SUITE_DIR OUT_DIR CHROMIUM_PATH REPORT_FILE
+// Usage: node browsers.cjs SUITE_DIR OUT_DIR CHROMIUM_PATH [REPORT_FILE]
 //
 // Playwright looks for each browser under PLAYWRIGHT_BROWSERS_PATH in a
 // folder named after the revision its playwright-core was built for. This
@@ -15,7 +15,7 @@
 //  - Firefox and WebKit have no stand-in (Playwright drives its own builds
 //    of them only), so without their revision they are unavailable.
 //
-// REPORT_FILE gets JSON: the suite's Playwright version and, for chromium,
+// REPORT_FILE, when given, gets JSON: the suite's Playwright version and, for chromium,
 // firefox, webkit and the branded channels, whether it is available and why
 // not. The suite's config is left untouched.
 'use strict';
@@ -25,9 +25,13 @@ const os = require('os');
 const path = require('path');
 
 const [suiteDir, outDir, chromiumPath, reportFile] = process.argv.slice(2);
-if (!suiteDir || !outDir || chromiumPath === undefined || !reportFile) {
-  console.error('usage: browsers.cjs SUITE_DIR OUT_DIR CHROMIUM_PATH REPORT_FILE');
+if (!suiteDir || !outDir || chromiumPath === undefined) {
+  console.error('usage: browsers.cjs SUITE_DIR OUT_DIR CHROMIUM_PATH [REPORT_FILE]');
   process.exit(2);
+}
+
+function writeReport(report) {
+  if (reportFile) fs.writeFileSync(reportFile, JSON.stringify(report));
 }
 
 // The suite's playwright-core, as its @playwright/test would load it: by
@@ -159,7 +163,7 @@ function main() {
     for (const name of ['chromium', 'firefox', 'webkit']) {
       report.browsers[name] = { available: false, reason };
     }
-    fs.writeFileSync(reportFile, JSON.stringify(report));
+    writeReport(report);
     console.error(reason);
     process.exit(3);
   }
@@ -193,7 +197,7 @@ function main() {
       ? { available: true }
       : { available: false, reason: `channel '${channel}' needs ${exe}, which this host lacks` };
   }
-  fs.writeFileSync(reportFile, JSON.stringify(report));
+  writeReport(report);
 }
 
 function availability(entry, own, link, version) {
