@@ -352,6 +352,7 @@ async def cancel_run(request: web.Request) -> web.Response:
             ended,
             await db.shards(run.id),
             await db.tests_done_by_shard(run.id),
+            await _notes(db, run.id),
         )
     )
 

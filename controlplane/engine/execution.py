@@ -109,13 +109,10 @@ class RunExecution:
         for slot in slots:
             await self._remember_host(slot)
         await self._record_idle_shards()
-        # The other hosts get the suite and run their setup steps meanwhile.
-        await _all_or_none(
-            [self._survey_on(slots[0]), *(self._get_ready(s) for s in slots[1:])]
-        )
+        slots = await self._survey_somewhere(slots)
         self.queue = WorkQueue(
             self._surveyed(self.prepared.items),
-            hosts=self.host_count,
+            hosts=len(slots),
             start_cost_s=self.queue.start_cost_s,
         )
         firsts = self.queue.first_batches()
@@ -125,6 +122,44 @@ class RunExecution:
             self._worker(slot, batch) for slot, batch in zip(slots, firsts, strict=True)
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _survey_somewhere(self, slots: list[_Slot]) -> list[_Slot]:
+        """List the tests on the first host that answers; return the others too.
+
+        While the first host lists, the others get the suite and run their
+        setup steps. A host lost while listing is marked lost and the next
+        one lists instead; the hosts still usable are returned.
+        """
+        lost: list[tuple[_Slot, HostError]] = []
+
+        async def survey_first() -> None:
+            try:
+                await self._survey_on(slots[0])
+            except HostError as exc:
+                lost.append((slots[0], exc))
+
+        await _all_or_none([survey_first(), *(self._get_ready(s) for s in slots[1:])])
+        usable = list(slots)
+        while lost:
+            slot, error = lost.pop()
+            usable.remove(slot)
+            log.warning(
+                "host.lost", shard=slot.index, host=slot.host.name, error=str(error)
+            )
+            await self.db.update_shard(
+                self.run.id,
+                slot.index,
+                status=ShardStatus.LOST,
+                reason=f"lost host {slot.host.name} while listing the tests: {error}",
+                finished_at=time.time(),
+            )
+            if not usable:
+                raise error
+            try:
+                await self._survey_on(usable[0])
+            except HostError as exc:
+                lost.append((usable[0], exc))
+        return usable
 
     def _surveyed(self, items: list[WorkItem]) -> list[WorkItem]:
         """The items whose files the survey found tests to run in."""
@@ -148,9 +183,7 @@ class RunExecution:
             started_at=slot.started_at,
         )
         items = self.prepared.items
-        job = self._job(
-            slot, next(self._next_batch), items, mode="list", report_setup=True
-        )
+        job = self._job(slot, next(self._next_batch), items, mode="list")
         results = ShardResults(
             run_id=self.run.id,
             shard_index=slot.index,

@@ -419,3 +419,51 @@ async def test_a_secret_that_is_not_set_ends_the_run_errored_at_its_line(
         "traceloom.yml line 4: secret 'not-set-anywhere' (for TOKEN) is not set"
     )
     assert run["shards"] == []
+
+
+# A setup step that kills its own local host (the SSH server it runs under)
+# on the first host only: that host is lost while it lists the tests.
+KILL_FIRST_HOST = """\
+setup:
+  - |
+    case "$TRACELOOM_HOST" in
+      *-h0)
+        for proc in /proc/[0-9]*; do
+          if tr '\\0' ' ' <"$proc/cmdline" 2>/dev/null |
+              grep -q "localhost_server.* --name $TRACELOOM_HOST "; then
+            kill -9 "${proc#/proc/}"
+          fi
+        done
+        sleep 30 ;;
+    esac
+"""
+
+
+async def test_a_host_lost_while_listing_hands_the_listing_to_another(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """The next host, set up meanwhile, lists and runs every test."""
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {
+                "tests/a.spec.ts": spec(("a", "expect(1).toBe(1);")),
+                "tests/b.spec.ts": spec(("b", "expect(2).toBe(2);")),
+            },
+            **{"traceloom.yml": KILL_FIRST_HOST},
+        ),
+    )
+
+    run = await wait_for_run(await start(client, auth, run_body(repo, serverCount=2)))
+
+    assert run["status"] == "passed", run["reason"]
+    assert run["counts"] == {**NO_TESTS, "total": 2, "passed": 2}
+    lost, used = run["shards"]
+    assert lost["status"] == "lost"
+    assert "while listing the tests" in lost["reason"]
+    assert used["status"] == "passed"
+    assert sorted(used["files"]) == ["tests/a.spec.ts", "tests/b.spec.ts"]
+    assert not traceloom_processes(run["id"])
