@@ -41,6 +41,9 @@ class SecretValues:
     redacted line by line (a log tail may hold only part of it).
     """
 
+    # XXX: only the value as written (and its lines) is redacted, not an
+    # encoding of it (base64, URL-encoded), nor a value a page shows in a
+    # screenshot or video; redacting common encodings would narrow that.
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._pattern: re.Pattern[str] | None = None

@@ -94,7 +94,14 @@ def _shown(argv: tuple[str, ...]) -> str:
 
 
 def skeleton(package_dir: Path, manager: PackageManager) -> list[str]:
-    """What the install reads, relative to ``package_dir``, sorted."""
+    """What the install reads, relative to ``package_dir``, sorted.
+
+    XXX: a ``file:`` dependency on a folder, or a pnpm workspace package
+    marked ``injected``, needs that folder's sources, which are not copied
+    (and would make the cache key change with every source edit); such an
+    install fails with the manager's reason. Copying the named folders into
+    the skeleton, and hashing them, would support them.
+    """
     members = _member_folders(package_dir, manager)
     files = [manager.lockfile, *(f"{m}/package.json" if m else "package.json"
                                  for m in members)]  # fmt: skip

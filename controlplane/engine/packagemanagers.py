@@ -396,6 +396,9 @@ def install_command(
                 "YARN_ENABLE_HYPERLINKS": "0",
             },
         )
+    # XXX: a lockfile made with a .pnpmfile.cjs that rewrites packages may
+    # not install without it (pnpm checks pnpmfileChecksum); running the
+    # pnpmfile means running the suite's code here, so it is refused.
     return InstallCommand(
         tool.argv(
             "install", "--frozen-lockfile", "--ignore-scripts", "--ignore-pnpmfile",

@@ -125,7 +125,12 @@ def load_or_create_key(path: Path) -> bytes:
 
 
 class SecretStore:
-    """The control plane's secrets, in the ``secrets`` table."""
+    """The control plane's secrets, in the ``secrets`` table.
+
+    XXX: there is no key rotation: a new key file makes every stored value
+    unreadable (each must be set again). A key id stored with each value,
+    and a re-encrypting command, would allow rotating it.
+    """
 
     def __init__(self, db: Database, key: bytes) -> None:
         self._db = db
