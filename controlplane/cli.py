@@ -515,11 +515,22 @@ def print_summary(run: Json, tests: list[Json]) -> None:
     )
     if run.get("reason"):
         click.echo(f"Reason: {run['reason']}")
+    _print_left_out(run)
     for test in tests:
         if test["status"] in ("failed", "didNotRun", "flaky"):
             click.echo(f"  {test['status']:<9} {test['file']}:{test['line']}"
                        f" {test['title']}")  # fmt: skip
     click.echo(f"Details: {run['url']}")
+
+
+def _print_left_out(run: Json) -> None:
+    """Spec files and projects the run left out before its tests, and why."""
+    for excluded in run.get("excludedFiles") or []:
+        click.echo(f"Left out {excluded['file']}: {excluded['reason']}")
+    for project in run.get("projects") or []:
+        if project["status"] in ("unavailable", "notSelected"):
+            name = project["name"] or "(unnamed)"
+            click.echo(f"Project {name} not run: {project['reason']}")
 
 
 # -- JUnit XML -------------------------------------------------------------------
