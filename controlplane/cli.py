@@ -568,11 +568,22 @@ def print_summary(run: Json, tests: list[Json]) -> None:
     )
     if run.get("reason"):
         click.echo(f"Reason: {run['reason']}")
+    _print_left_out(run)
     for test in tests:
         if test["status"] in ("failed", "didNotRun", "flaky"):
             click.echo(f"  {test['status']:<9} {test['file']}:{test['line']}"
                        f" {test['title']}")  # fmt: skip
     click.echo(f"Details: {run['url']}")
+
+
+def _print_left_out(run: Json) -> None:
+    """Spec files and projects the run left out before its tests, and why."""
+    for excluded in run.get("excludedFiles") or []:
+        click.echo(f"Left out {excluded['file']}: {excluded['reason']}")
+    for project in run.get("projects") or []:
+        if project["status"] in ("unavailable", "notSelected"):
+            name = project["name"] or "(unnamed)"
+            click.echo(f"Project {name} not run: {project['reason']}")
 
 
 # -- runs ------------------------------------------------------------------------
@@ -905,3 +916,84 @@ def keys_revoke(key_id: str, data_dir: Path) -> None:
     if record is None:
         raise click.BadParameter(f"no key {key_id!r}", param_hint="KEY_ID")
     click.echo(f"Revoked {record.id} ({record.name}) at {_when(record.revoked_at)}.")
+
+
+# -- secrets ---------------------------------------------------------------------
+
+
+@main.group()
+def secrets_group() -> None:
+    """Manage the secrets that traceloom.yml names (over HTTP).
+
+    Values are encrypted on the server and never shown again: these commands
+    set, list (names and scopes only) and delete them. A value is read from
+    standard input, or asked for without echo on a terminal, never taken
+    from the command line (where shell history and ps would keep it).
+    """
+
+
+main.add_command(secrets_group, name="secrets")
+_secret_scope = click.option(
+    "--scope",
+    default="*",
+    show_default=True,
+    help="'*' for every run, or a repository URL for that repository's runs only.",
+)
+
+
+def _secret_value() -> str:
+    if sys.stdin.isatty():
+        return str(
+            click.prompt("Value", hide_input=True, confirmation_prompt=True, err=True)
+        )
+    text = sys.stdin.read()
+    # One trailing line break is the end of the input, not of the value.
+    return text[:-1] if text.endswith("\n") else text
+
+
+@secrets_group.command("set")
+@_url
+@_api_key
+@click.argument("name")
+@_secret_scope
+def secrets_set(url: str, api_key: str, name: str, scope: str) -> None:
+    """Set the secret NAME (its value from stdin, or asked for on a terminal)."""
+    value = _secret_value()
+    record = _with_api(
+        url,
+        api_key,
+        lambda api: api.call(
+            "PUT", f"/api/secrets/{name}", body={"value": value, "scope": scope}
+        ),
+    )
+    click.echo(f"Set secret {record['name']} for scope {record['scope']}.")
+
+
+@secrets_group.command("list")
+@_url
+@_api_key
+@_json_out
+def secrets_list(url: str, api_key: str, as_json: bool) -> None:
+    """List secrets: name, scope and times (never a value)."""
+    page = _with_api(url, api_key, lambda api: api.call("GET", "/api/secrets"))
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    click.echo(f"{'NAME':<30} {'UPDATED':<24} SCOPE")
+    for record in page["secrets"]:
+        click.echo(f"{record['name']:<30} {record['updatedAt']:<24} {record['scope']}")
+
+
+@secrets_group.command("delete")
+@_url
+@_api_key
+@click.argument("name")
+@_secret_scope
+def secrets_delete(url: str, api_key: str, name: str, scope: str) -> None:
+    """Delete the secret NAME of a scope."""
+    _with_api(
+        url,
+        api_key,
+        lambda api: api.call("DELETE", f"/api/secrets/{name}", params={"scope": scope}),
+    )
+    click.echo(f"Deleted secret {name} for scope {scope}.")

@@ -41,6 +41,10 @@ class SourceError(RunFailure):
     """The test source could not be fetched or does not hold the suite."""
 
 
+class SetupFailed(RunFailure):
+    """The setup steps of ``traceloom.yml`` failed on a host: the run ends."""
+
+
 class HostError(RunFailure):
     """A host could not be provisioned, reached or used."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import threading
+from collections import Counter
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
@@ -37,8 +39,72 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 REDACTED = "[redacted]"
 
 
+class SecretValues:
+    """Values of the secrets handed to runs in flight: redacted everywhere.
+
+    A run adds its secrets' values when it gets them and removes them once
+    its record is final; while any run holds a value, no log line and no
+    text put through ``redact_text`` shows it. A multi-line value is also
+    redacted line by line (a log tail may hold only part of it).
+    """
+
+    # XXX: only the value as written (and its lines) is redacted, not an
+    # encoding of it (base64, URL-encoded), nor a value a page shows in a
+    # screenshot or video; redacting common encodings would narrow that.
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._pattern: re.Pattern[str] | None = None
+        self._bytes_pattern: re.Pattern[bytes] | None = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _pieces(values: Iterable[str]) -> set[str]:
+        pieces: set[str] = set()
+        for value in values:
+            pieces.add(value)
+            pieces.update(line.strip() for line in value.splitlines())
+        return {p for p in pieces if len(p) >= 4}
+
+    def add(self, values: Iterable[str]) -> None:
+        with self._lock:
+            self._counts.update(self._pieces(values))
+            self._compile()
+
+    def remove(self, values: Iterable[str]) -> None:
+        with self._lock:
+            self._counts.subtract(self._pieces(values))
+            self._counts = +self._counts
+            self._compile()
+
+    def _compile(self) -> None:
+        longest_first = sorted(self._counts, key=len, reverse=True)
+        if not longest_first:
+            self._pattern = self._bytes_pattern = None
+            return
+        self._pattern = re.compile("|".join(re.escape(v) for v in longest_first))
+        self._bytes_pattern = re.compile(
+            b"|".join(re.escape(v.encode()) for v in longest_first)
+        )
+
+    @property
+    def active(self) -> bool:
+        return self._pattern is not None
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(REDACTED, text)
+
+    def redact_bytes(self, data: bytes) -> bytes:
+        pattern = self._bytes_pattern
+        return data if pattern is None else pattern.sub(REDACTED.encode(), data)
+
+
+SECRET_VALUES = SecretValues()
+
+
 def redact_text(text: str) -> str:
     """Return ``text`` with every known kind of secret replaced."""
+    text = SECRET_VALUES.redact(text)
     text = _PRIVATE_KEY.sub(REDACTED, text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     text = _BARE_CREDENTIALS.sub(f"{REDACTED}@", text)

@@ -101,6 +101,8 @@ class Settings:
     # The host in git URLs whose repositories get statuses.
     github_host: str = "github.com"
     github_status_context: str = "traceloom"
+    # The key that encrypts stored secrets; keep it apart from the database.
+    secrets_key_file: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -128,6 +130,10 @@ class Settings:
     def hosts_dir(self) -> Path:
         return self.data_dir / "hosts"
 
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.secrets_key_file or self.data_dir / "secrets.key"
+
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
@@ -149,7 +155,7 @@ def settings_from_env(
                     f"{variable}={raw!r} is not a valid {_kind(field.type)}"
                 ) from None
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for name in ("data_dir", "cache_dir", "webhooks_file"):
+    for name in ("data_dir", "cache_dir", "webhooks_file", "secrets_key_file"):
         if values.get(name) is not None:
             values[name] = Path(str(values[name]))
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from controlplane import dashboard
 from controlplane.api import health, keys, middleware, runs
+from controlplane.api import secrets as secrets_api
 from controlplane.api.appkeys import (
     AWS,
     DB,
@@ -18,6 +19,7 @@ from controlplane.api.appkeys import (
     METRICS,
     NOTIFIER,
     SCHEDULES,
+    SECRETS,
     SESSIONS,
     SETTINGS,
     STORE,
@@ -45,6 +47,7 @@ from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
 from controlplane.storage.s3 import ArtifactStore, S3ArtifactStore
+from controlplane.storage.secrets import SecretStore, load_or_create_key
 
 log = get_logger(__name__)
 
@@ -114,6 +117,9 @@ def make_app(
         async with Database.open(settings.db_path) as db:
             app[DB] = db
             app[STORE] = make_store(settings, aws)
+            app[SECRETS] = SecretStore(
+                db, load_or_create_key(settings.secrets_key_path)
+            )
             app[SESSIONS] = SessionStore(
                 db,
                 ttl_s=settings.session_ttl_s,
@@ -130,6 +136,7 @@ def make_app(
                     app[STORE], poll_interval_s=settings.poll_interval_s
                 ),
                 aws=aws,
+                secrets=app[SECRETS],
                 # The report first: the notifications link to it.
                 listeners=[
                     ReportBuilder(
@@ -176,6 +183,7 @@ def make_app(
     app.router.add_routes(keys.routes)
     app.router.add_routes(reports_api.routes)
     app.router.add_routes(schedules_api.routes)
+    app.router.add_routes(secrets_api.routes)
     dashboard.setup(app)
     return app
 

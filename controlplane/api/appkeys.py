@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from controlplane.settings import Settings
     from controlplane.storage.db import Database
     from controlplane.storage.s3 import ArtifactStore
+    from controlplane.storage.secrets import SecretStore
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")
@@ -26,3 +27,4 @@ AWS: web.AppKey[Aws] = web.AppKey("aws")
 SCHEDULES: web.AppKey[ScheduleService] = web.AppKey("schedules")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 SESSIONS: web.AppKey[SessionStore] = web.AppKey("sessions")
+SECRETS: web.AppKey[SecretStore] = web.AppKey("secrets")

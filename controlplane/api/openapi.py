@@ -238,6 +238,67 @@ _SCHEDULE_PROPERTIES: Schema = {
     },
 }
 
+_SURVEY_PROPERTIES: Schema = {
+    "excludedFiles": {
+        "type": "array",
+        "description": "Spec files testPattern matched that the Playwright config"
+        " would not run; left out before anything was dispatched.",
+        "items": _obj({"file": _STRING, "reason": _STRING}),
+    },
+    "projects": {
+        "type": "array",
+        "description": "The config's projects: `run`, `dependency` (run first"
+        " for a selected one), `notSelected` (by traceloom.yml) or"
+        " `unavailable` (the host lacks its browser; its tests did not run).",
+        "items": _obj(
+            {
+                "name": _STRING,
+                "browser": _STRING,
+                "status": {"enum": ["run", "dependency", "notSelected", "unavailable"]},
+                "reason": _nullable(_STRING),
+                "tests": _INT,
+            }
+        ),
+    },
+    "setup": {
+        "type": "array",
+        "description": "How traceloom.yml's setup steps went on each host.",
+        "items": _obj(
+            {
+                "host": _STRING,
+                "status": {"enum": ["passed", "failed"]},
+                "exitCode": _nullable({"type": "integer"}),
+                "step": _nullable(_INT),
+                "timedOut": {"type": "boolean"},
+                "durationS": _nullable({"type": "number", "minimum": 0}),
+                "output": {
+                    "type": "string",
+                    "description": "The end of what the steps printed, secrets"
+                    " redacted.",
+                },
+            }
+        ),
+    },
+}
+
+_SECRET = _obj(
+    {
+        "name": _STRING,
+        "scope": {
+            "type": "string",
+            "description": "`*` (every run) or a repository URL (its runs only).",
+        },
+        "createdAt": _TIME,
+        "updatedAt": _TIME,
+    }
+)
+_SECRET_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+}
+
 _KEY_PROPERTIES: Schema = {
     "id": _ID,
     "name": _STRING,
@@ -265,7 +326,7 @@ _ERRORS = {
     400: "The body, a parameter or a header is not valid; `fields` names each.",
     401: "No API key, or one that is not valid or was revoked.",
     403: "The API key lacks the scope this operation needs.",
-    404: "No such run, key or artifact.",
+    404: "No such run, key, secret or artifact.",
     409: "The run's state does not allow it (e.g. it already finished).",
     422: "The Idempotency-Key was already used with a different request.",
 }
@@ -603,6 +664,49 @@ def _paths() -> Schema:
                 scope=keys,
             ),
         },
+        "/api/secrets": {
+            "get": _op(
+                "List secrets: names, scopes and times, never a value",
+                _answers({200: _json(_ref("SecretList"), "Every secret.")}, 401, 403),
+                scope="secrets:manage",
+            )
+        },
+        "/api/secrets/{name}": {
+            "put": _op(
+                "Set a secret's value for a scope (never shown again)",
+                _answers(
+                    {
+                        201: _json(_ref("Secret"), "The secret was created."),
+                        200: _json(_ref("Secret"), "The secret's value was replaced."),
+                    },
+                    400,
+                    401,
+                    403,
+                ),
+                scope="secrets:manage",
+                parameters=[_SECRET_NAME],
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SecretRequest")}},
+                },
+            ),
+            "delete": _op(
+                "Delete a secret of a scope",
+                {
+                    "204": {"description": "Deleted."},
+                    **_answers({}, 400, 401, 403, 404),
+                },
+                scope="secrets:manage",
+                parameters=[
+                    _SECRET_NAME,
+                    _query(
+                        "scope",
+                        {"type": "string", "minLength": 1, "default": "*"},
+                        "The scope of the secret to delete.",
+                    ),
+                ],
+            ),
+        },
         "/api/keys/{key_id}/revoke": {
             "post": _op(
                 "Revoke an API key at once",
@@ -640,6 +744,7 @@ def _schemas(max_server_count: int) -> Schema:
         "Run": _obj(
             {
                 **_RUN_SUMMARY_PROPERTIES,
+                **_SURVEY_PROPERTIES,
                 "shards": {"type": "array", "items": _SHARD},
                 **_RUN_RECORD_PROPERTIES,
             }
@@ -703,6 +808,28 @@ def _schemas(max_server_count: int) -> Schema:
         "ScheduleList": _obj(
             {"schedules": {"type": "array", "items": _ref("Schedule")}}
         ),
+        "SecretRequest": {
+            **_obj(
+                {
+                    "value": {
+                        "type": "string",
+                        "minLength": 4,
+                        "description": "The value; at least 4 characters, so that"
+                        " it can be redacted reliably.",
+                    },
+                    "scope": {
+                        "type": "string",
+                        "minLength": 1,
+                        "default": "*",
+                        "description": "`*` for every run, or a repository URL.",
+                    },
+                },
+                required=["value"],
+            ),
+            "additionalProperties": False,
+        },
+        "Secret": _SECRET,
+        "SecretList": _obj({"secrets": {"type": "array", "items": _ref("Secret")}}),
         "Health": _obj({"status": {"const": "ok"}}),
         "Ready": _obj(
             {

@@ -36,8 +36,9 @@ from controlplane.domain import (
 )
 from controlplane.errors import Conflict, InvalidRequest, NotFound
 from controlplane.logs import get_logger, redact_text
-from controlplane.storage.db import RunFilter
+from controlplane.storage.db import Database, RunFilter
 from controlplane.storage.keys import AuthenticatedKey
+from controlplane.storage.runnotes import SETUP, SURVEY, RunNotes
 from controlplane.storage.s3 import S3ArtifactStore
 
 log = get_logger(__name__)
@@ -117,16 +118,27 @@ def run_summary_json(request: web.Request, run: Run) -> dict[str, Any]:
     }
 
 
+def survey_json(survey: dict[str, Any] | None, setup: dict[str, Any]) -> dict[str, Any]:
+    """What the run learnt before its tests: files left out, projects, setup."""
+    return {
+        "excludedFiles": survey["excludedFiles"] if survey else [],
+        "projects": survey["projects"] if survey else [],
+        "setup": [setup[host] for host in sorted(setup)],
+    }
+
+
 def run_json(
     request: web.Request,
     run: Run,
     shards: list[Shard],
     done_by_shard: dict[int, int] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A run with its shards; ``testsDone`` counts the results each shard has."""
     done = done_by_shard or {}
     return {
         **run_summary_json(request, run),
+        **(notes or survey_json(None, {})),
         "shards": [
             {
                 "index": s.index,
@@ -302,6 +314,12 @@ async def _load(request: web.Request) -> Run:
     return run
 
 
+async def _notes(db: Database, run_id: str) -> dict[str, Any]:
+    notes = RunNotes(db)
+    survey = (await notes.get(run_id, SURVEY)).get("")
+    return survey_json(survey, await notes.get(run_id, SETUP))
+
+
 @routes.get("/api/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
     require_scope(request, "runs:read")
@@ -311,7 +329,11 @@ async def get_run(request: web.Request) -> web.Response:
     run = await _load(request)
     db = request.app[DB]
     body = run_json(
-        request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
+        request,
+        run,
+        await db.shards(run.id),
+        await db.tests_done_by_shard(run.id),
+        await _notes(db, run.id),
     )
     return web.json_response({**body, **await run_record_extras(request, run.id)})
 
@@ -344,6 +366,7 @@ async def cancel_run(request: web.Request) -> web.Response:
             ended,
             await db.shards(run.id),
             await db.tests_done_by_shard(run.id),
+            await _notes(db, run.id),
         )
     )
 

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import time
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,23 @@ import asyncssh
 import attrs
 
 from controlplane.domain import Counts, Run, Shard, ShardStatus, TestResult, TestStatus
+from controlplane.engine import survey as surveys
 from controlplane.engine.prepare import Prepared
 from controlplane.engine.results import ShardResults
+from controlplane.engine.survey import Survey
 from controlplane.engine.workqueue import WorkItem, WorkQueue
-from controlplane.errors import HostError
+from controlplane.errors import HostError, SetupFailed, SourceError
 from controlplane.fleet.base import FleetProvider, Host
 from controlplane.logs import get_logger
-from controlplane.remote.dispatch import Dispatcher, ShardJob
+from controlplane.remote.dispatch import (
+    Dispatcher,
+    SetupReport,
+    ShardJob,
+    setup_failure,
+)
 from controlplane.remote.ssh import HostConnection
 from controlplane.storage.db import Database
+from controlplane.storage.runnotes import SETUP, SURVEY, RunNotes
 
 log = get_logger(__name__)
 
@@ -85,11 +94,14 @@ class RunExecution:
         self.drop_reasons: list[str] = []
         self.start_costs: list[float] = []
         self.workers = 1
+        self.notes = RunNotes(db)
+        # What the first host's listing decided (files, projects).
+        self.survey: Survey | None = None
+        self._setup_reported: set[str] = set()
 
     async def execute(self) -> None:
-        """Get the hosts, run every worker to the end, record empty shards."""
+        """Get the hosts, survey the suite, run every worker to the end."""
         hosts = await self.provider.acquire(self.run.id, self.host_count)
-        firsts = self.queue.first_batches()
         slots = [_Slot(next(self._next_slot), host) for host in hosts]
         await self.db.insert_shards(
             [Shard(run_id=self.run.id, index=s.index, files=[]) for s in slots]
@@ -97,15 +109,229 @@ class RunExecution:
         for slot in slots:
             await self._remember_host(slot)
         await self._record_idle_shards()
+        slots = await self._survey_somewhere(slots)
+        self.queue = WorkQueue(
+            self._surveyed(self.prepared.items),
+            hosts=len(slots),
+            start_cost_s=self.queue.start_cost_s,
+        )
+        firsts = self.queue.first_batches()
         self._live = len(slots)
         self._busy = sum(1 for batch in firsts if batch)
-        await asyncio.gather(
-            *(
-                self._worker(slot, batch)
-                for slot, batch in zip(slots, firsts, strict=True)
-            )
+        await _all_or_none(
+            self._worker(slot, batch) for slot, batch in zip(slots, firsts, strict=True)
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _survey_somewhere(self, slots: list[_Slot]) -> list[_Slot]:
+        """List the tests on the first host that answers; return the others too.
+
+        While the first host lists, the others get the suite and run their
+        setup steps. A host lost while listing is marked lost and the next
+        one lists instead; the hosts still usable are returned.
+        """
+        lost: list[tuple[_Slot, HostError]] = []
+
+        async def survey_first() -> None:
+            try:
+                await self._survey_on(slots[0])
+            except HostError as exc:
+                lost.append((slots[0], exc))
+
+        await _all_or_none([survey_first(), *(self._get_ready(s) for s in slots[1:])])
+        usable = list(slots)
+        while lost:
+            slot, error = lost.pop()
+            usable.remove(slot)
+            log.warning(
+                "host.lost", shard=slot.index, host=slot.host.name, error=str(error)
+            )
+            await self.db.update_shard(
+                self.run.id,
+                slot.index,
+                status=ShardStatus.LOST,
+                reason=f"lost host {slot.host.name} while listing the tests: {error}",
+                finished_at=time.time(),
+            )
+            if not usable:
+                raise error
+            try:
+                await self._survey_on(usable[0])
+            except HostError as exc:
+                lost.append((usable[0], exc))
+        return usable
+
+    def _surveyed(self, items: list[WorkItem]) -> list[WorkItem]:
+        """The items whose files the survey found tests to run in."""
+        assert self.survey is not None, "the survey comes first"
+        keep = set(self.survey.files)
+        return [i for i in items if i.file in keep]
+
+    async def _survey_on(self, slot: _Slot) -> None:
+        """List the suite's tests on ``slot``'s host, after its setup steps.
+
+        The host, not the control plane, runs the suite's config to list its
+        tests (see engine/survey.py). Spec files the config would not run and
+        projects that cannot run are recorded before anything is dispatched.
+        """
+        slot.started_at = time.time()
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.RUNNING,
+            host=slot.host.name,
+            started_at=slot.started_at,
+        )
+        items = self.prepared.items
+        job = self._job(slot, next(self._next_batch), items, mode="list")
+        results = ShardResults(
+            run_id=self.run.id,
+            shard_index=slot.index,
+            artifact_prefix=f"{self.run.id}/shard-{slot.index}/list",
+        )
+
+        async def ignore(_results: ShardResults) -> None:
+            return None
+
+        outcome = await self.dispatcher.run_shard(
+            slot.host, self.prepared.payload, job, results, ignore
+        )
+        await self._record_setup(slot, job, outcome.setup)
+        if not results.began:
+            raise SourceError(
+                f"Playwright could not list the tests on {slot.host.name}:"
+                f" {outcome.reason or 'no output'}"
+            )
+        survey = surveys.plan(
+            files=[i.file for i in items],
+            tests=[
+                {
+                    "id": t.id,
+                    "file": t.file,
+                    "line": t.line,
+                    "project": t.project,
+                    "title": t.title,
+                }
+                for t in results.tests.values()
+            ],
+            projects=results.projects,
+            browsers=outcome.browsers,
+            config=self.prepared.config,
+            config_path=self.prepared.config_path,
+        )
+        await self.notes.put(self.run.id, SURVEY, "", survey.to_json())
+        await self._store(
+            [
+                TestResult(
+                    run_id=self.run.id,
+                    test_id=t["id"],
+                    file=t["file"],
+                    line=t["line"],
+                    project=t["project"],
+                    title=t["title"],
+                    status=TestStatus.DID_NOT_RUN,
+                    shard_index=slot.index,
+                )
+                for t in survey.unavailable_tests
+            ]
+        )
+        log.info(
+            "run.surveyed",
+            files=len(survey.files),
+            excluded=len(survey.excluded),
+            projects=survey.run_projects,
+            unavailable=len(survey.unavailable_tests),
+        )
+        if not survey.files and not survey.unavailable_tests:
+            first = survey.excluded[0] if survey.excluded else None
+            raise SourceError(
+                f"none of the {len(items)} spec files testPattern matched has a"
+                f" test that {self.prepared.config_path} runs"
+                + (f" ({first['file']}: {first['reason']})" if first else "")
+            )
+        self.survey = survey
+
+    async def _get_ready(self, slot: _Slot) -> None:
+        """Ship the suite to ``slot``'s host and run its setup steps there.
+
+        A host that cannot be reached now is left to its first batch, which
+        handles a lost host the usual way.
+        """
+        slot.started_at = time.time()
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.RUNNING,
+            host=slot.host.name,
+            started_at=slot.started_at,
+        )
+        job = self._job(slot, next(self._next_batch), [], mode="setup")
+        results = ShardResults(
+            run_id=self.run.id,
+            shard_index=slot.index,
+            artifact_prefix=f"{self.run.id}/shard-{slot.index}/setup",
+        )
+
+        async def ignore(_results: ShardResults) -> None:
+            return None
+
+        try:
+            outcome = await self.dispatcher.run_shard(
+                slot.host, self.prepared.payload, job, results, ignore
+            )
+        except HostError as exc:
+            log.warning("host.not_ready", host=slot.host.name, error=str(exc))
+            return
+        await self._record_setup(slot, job, outcome.setup)
+
+    async def _record_setup(
+        self, slot: _Slot, job: ShardJob, report: SetupReport | None
+    ) -> None:
+        """Keep how a host's setup steps went; a failure ends the run."""
+        if report is None:
+            return
+        self._setup_reported.add(report.host)
+        await self.notes.put(self.run.id, SETUP, report.host, report.to_json())
+        if report.ok:
+            log.info("setup.passed", host=report.host, duration_s=report.duration_s)
+            return
+        reason = setup_failure(report, job, self.prepared.payload)
+        log.warning("setup.failed", host=report.host, step=report.step)
+        slot.status = ShardStatus.ERRORED
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.ERRORED,
+            reason=reason,
+            finished_at=time.time(),
+        )
+        raise SetupFailed(reason)
+
+    def _job(
+        self,
+        slot: _Slot,
+        number: int,
+        items: list[WorkItem],
+        *,
+        mode: str = "run",
+        report_setup: bool | None = None,
+    ) -> ShardJob:
+        return ShardJob(
+            run_id=self.run.id,
+            index=number,
+            files=[i.file for i in items],
+            timeout_s=self.run.request.timeout,
+            env=self.prepared.env,
+            selectors=[s for i in items for s in i.selectors],
+            mode=mode,
+            projects=self.survey.run_projects if self.survey else None,
+            secrets=self.prepared.secrets,
+            report_setup=(
+                slot.host.name not in self._setup_reported
+                if report_setup is None
+                else report_setup
+            ),
+        )
 
     async def resume(self) -> None:
         """Take up a run whose control plane died: adopt, re-attach, go on.
@@ -144,16 +370,18 @@ class RunExecution:
                 attached[batch["slot"]] = (batch["number"], items)
             elif batch["status"] in ("running", "lost"):
                 again.extend(items)
+        stored = (await self.notes.get(self.run.id, SURVEY)).get("")
+        if stored is not None:
+            self.survey = Survey.from_json(stored)
+        self._setup_reported = set(await self.notes.get(self.run.id, SETUP))
         fresh = [i for i in self.prepared.items if i.file not in seen]
         retry = [i for i in again if i.retries < 1]
         await self._give_up_on(
             [i for i in again if i.retries >= 1], "its host was lost twice"
         )
-        self.queue = WorkQueue(
+        queue = WorkQueue(
             [], hosts=max(len(answering), 1), start_cost_s=self.queue.start_cost_s
         )
-        self.queue.add(fresh)
-        self.queue.put_back(retry)
 
         for index in set(hosts) - set(answering):
             await self.db.update_shard(
@@ -173,6 +401,12 @@ class RunExecution:
             slot = _Slot(index, host, files=list(shards[index].files))
             slot.started_at = shards[index].started_at
             slots.append(slot)
+        if self.survey is None:
+            # The control plane stopped before the listing was done.
+            await self._survey_on(slots[0])
+        queue.add(self._surveyed(fresh))
+        queue.put_back(retry)
+        self.queue = queue
         log.info(
             "run.resumed",
             hosts=len(slots),
@@ -181,8 +415,8 @@ class RunExecution:
         )
         self._live = len(slots)
         self._busy = len(attached)
-        await asyncio.gather(
-            *(self._worker(slot, [], attach=attached.get(slot.index)) for slot in slots)
+        await _all_or_none(
+            self._worker(slot, [], attach=attached.get(slot.index)) for slot in slots
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
 
@@ -330,14 +564,7 @@ class RunExecution:
             files=slot.files,
             started_at=slot.started_at,
         )
-        job = ShardJob(
-            run_id=self.run.id,
-            index=number,
-            files=[i.file for i in items],
-            timeout_s=self.run.request.timeout,
-            env=self.prepared.env,
-            selectors=[s for i in items for s in i.selectors],
-        )
+        job = self._job(slot, number, items)
 
         async def progress(results: ShardResults) -> None:
             if results.first_test_at_ms is not None:
@@ -372,6 +599,7 @@ class RunExecution:
             await asyncio.shield(self._store_unfinished(results))
             raise
 
+        await self._record_setup(slot, job, outcome.setup)
         await self._store(outcome.results.results())
         await self.db.save_batch(
             self.run.id, number, slot.index, [_item_json(i) for i in items], "done"
@@ -475,6 +703,21 @@ class RunExecution:
             if result.shard_index == index:
                 counts.add(result.status)
         return counts
+
+
+async def _all_or_none(workers: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the workers together; the first to fail stops the others.
+
+    A failing worker (a host's setup steps failed) ends the run, so the
+    others are cancelled rather than left running; its error is raised as
+    itself, not wrapped in a group.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 def _item_json(item: WorkItem) -> dict[str, Any]:

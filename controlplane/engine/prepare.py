@@ -20,13 +20,15 @@ import attrs
 from controlplane.domain import Run, S3Source, TestRef
 from controlplane.engine import discovery, history, repoconfig, s3source, source, suite
 from controlplane.engine.deps import DependencyCache
+from controlplane.engine.repoconfig import RepoConfig
 from controlplane.engine.s3source import S3SuiteSource
 from controlplane.engine.workqueue import WorkItem
 from controlplane.errors import SourceError
 from controlplane.harness import HARNESS_DIR, HARNESS_FILES
-from controlplane.logs import get_logger
-from controlplane.remote.dispatch import Payload
+from controlplane.logs import SECRET_VALUES, get_logger
+from controlplane.remote.dispatch import Payload, setup_script
 from controlplane.storage.db import Database, HistoryStore
+from controlplane.storage.secrets import SecretStore
 
 log = get_logger(__name__)
 
@@ -41,6 +43,16 @@ class Prepared:
     suite: str
     start_cost_s: float
     checkout: Path
+    config: RepoConfig = attrs.Factory(RepoConfig)
+    # The Playwright config's path in the repository, for messages.
+    config_path: str = "playwright.config.ts"
+    # The run's secrets as variables; their values are redacted everywhere
+    # (SECRET_VALUES) until ``forget_secrets``.
+    secrets: dict[str, str] = attrs.field(factory=dict, repr=False)
+
+    def forget_secrets(self) -> None:
+        """Stop redacting this run's secret values (its record is final)."""
+        SECRET_VALUES.remove(self.secrets.values())
 
 
 def _tar_folder(folder: Path, archive: Path, *, skip: frozenset[str]) -> None:
@@ -95,8 +107,14 @@ async def prepare_run(
     clone_timeout_s: float,
     commit: str | None = None,
     s3: S3SuiteSource | None = None,
+    secret_store: SecretStore | None = None,
 ) -> Prepared:
-    """Everything a run needs before its hosts; raises SourceError with why."""
+    """Everything a run needs before its hosts; raises SourceError with why.
+
+    The secrets ``traceloom.yml`` names are read from ``secret_store`` and
+    redacted from every log line and record from then on; the caller calls
+    ``Prepared.forget_secrets`` once the run's record is final.
+    """
     request = run.request
     checkout = workdir / "src"
     # A folder left by a control plane that died is stale: start clean.
@@ -130,10 +148,62 @@ async def prepare_run(
         )
     await db.update_run(run.id, spec_files=files)
     layout = await asyncio.to_thread(suite.find_layout, checkout, files)
-    if layout.package_manager != "npm":
-        raise SourceError(f"{layout.lockfile}: only npm lockfiles are supported so far")
     config = await asyncio.to_thread(repoconfig.load, checkout)
-    deps = await deps_cache.ensure(checkout / layout.package_dir, layout.lockfile)
+    # A secret's scope names a repository URL, or for S3 suites its s3:// URL.
+    secrets = await _secrets(config, suite_source, secret_store)
+    SECRET_VALUES.add(secrets.values())
+    try:
+        return await _prepare_rest(
+            run, workdir, checkout, files, lines, sha, layout, config, secrets,
+            db=db, deps_cache=deps_cache, harness_dir=harness_dir,
+            suite_source=suite_source,
+        )  # fmt: skip
+    except BaseException:
+        SECRET_VALUES.remove(secrets.values())
+        raise
+
+
+async def _secrets(
+    config: RepoConfig, repo: str, store: SecretStore | None
+) -> dict[str, str]:
+    """The variables of the secrets ``config`` names, for a run of ``repo``."""
+    if not config.secrets:
+        return {}
+    names = {ref.name for ref in config.secrets.values()}
+    values = await store.resolve(repo, names) if store is not None else {}
+    for variable, ref in sorted(config.secrets.items(), key=lambda i: i[1].line):
+        if ref.name not in values:
+            raise SourceError(
+                f"{repoconfig.FILE_NAME} line {ref.line}: secret {ref.name!r} (for"
+                f" {variable}) is not set for this repository; set it with"
+                f" `traceloom secrets set {ref.name} --scope {repo}` or"
+                " PUT /api/secrets/{name}"
+            )
+    return {variable: values[ref.name] for variable, ref in config.secrets.items()}
+
+
+async def _prepare_rest(
+    run: Run,
+    workdir: Path,
+    checkout: Path,
+    files: list[str],
+    lines: dict[str, list[int]] | None,
+    sha: str,
+    layout: suite.SuiteLayout,
+    config: RepoConfig,
+    secrets: dict[str, str],
+    *,
+    db: Database,
+    deps_cache: DependencyCache,
+    harness_dir: Path,
+    suite_source: str,
+) -> Prepared:
+    request = run.request
+    deps = await deps_cache.ensure(
+        checkout / layout.package_dir,
+        layout.manager,
+        env={**config.env, **secrets},
+    )
     suite_archive = workdir / "suite.tar"
     await asyncio.to_thread(
         _tar_folder, checkout, suite_archive, skip=frozenset({".git", "node_modules"})
@@ -154,7 +224,15 @@ async def prepare_run(
         )
         for f in files
     ]
-    log.info("run.prepared", files=len(files), sha=sha, history=start_cost is not None)
+    log.info(
+        "run.prepared",
+        files=len(files),
+        sha=sha,
+        history=start_cost is not None,
+        manager=layout.manager.label,
+        setup_steps=len(config.setup),
+    )
+    steps = [(step.dir, step.run) for step in config.setup]
     return Prepared(
         files=files,
         items=items,
@@ -163,6 +241,13 @@ async def prepare_run(
         suite=key,
         start_cost_s=history.DEFAULT_START_COST_S if start_cost is None else start_cost,
         checkout=checkout,
+        config=config,
+        config_path=(
+            f"{layout.config_dir}/{layout.config_file}"
+            if layout.config_dir
+            else layout.config_file
+        ),
+        secrets=secrets,
         payload=Payload(
             harness_key=harness_key,
             harness_archive=archive,
@@ -170,5 +255,7 @@ async def prepare_run(
             suite_archive=suite_archive,
             config_dir=layout.config_dir,
             package_dir=layout.package_dir,
+            setup_script=setup_script(steps),
+            setup_commands=tuple(command for _, command in steps),
         ),
     )

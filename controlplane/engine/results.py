@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from controlplane.domain import Attempt, Counts, ShardStatus, TestResult, TestStatus
+from controlplane.logs import redact_text
 
 _OUTCOMES = {
     "expected": TestStatus.PASSED,
@@ -47,6 +48,8 @@ class ShardResults:
     # When the harness started Playwright (the host's clock), from its state.
     started_ms: int | None = None
     workers: int = 1
+    # The config's projects, as the reporter describes them (see reporter.cjs).
+    projects: list[dict[str, Any]] = attrs.Factory(list)
     _partial: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -61,6 +64,7 @@ class ShardResults:
         if kind == "begin":
             self.began = True
             self.workers = max(int(event.get("workers") or 1), 1)
+            self.projects = list(event.get("projects") or [])
             for t in event["tests"]:
                 self.tests[t["id"]] = _TestState(
                     id=t["id"],
@@ -85,13 +89,13 @@ class ShardResults:
                     retry=int(event["retry"]),
                     status=str(event["status"]),
                     duration_ms=int(event["durationMs"]),
-                    error=event.get("error"),
+                    error=_redacted(event.get("error")),
                     started_at=None if began_ms is None else began_ms / 1000,
                 )
             )
             state.attachments.extend(event.get("attachments", []))
         elif kind == "error":
-            self.errors.append(str(event.get("message", "")))
+            self.errors.append(redact_text(str(event.get("message", ""))))
         elif kind == "end":
             self.ended = True
 
@@ -165,6 +169,11 @@ class ShardResults:
         for result in self.results():
             counts.add(result.status)
         return counts
+
+
+def _redacted(text: object) -> str | None:
+    """A test's error as stored: secrets of runs in flight are redacted."""
+    return None if text is None else redact_text(str(text))
 
 
 def shard_verdict(

@@ -13,7 +13,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import attrs
@@ -37,10 +37,11 @@ from controlplane.engine.source import is_local_repo, split_credentials
 from controlplane.engine.unzip import ZipLimits
 from controlplane.errors import InvalidRequest, RunFailure
 from controlplane.fleet.base import FleetProvider, wait_for_lease
-from controlplane.logs import get_logger
+from controlplane.logs import get_logger, redact_text
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.db import Database, HistoryStore
+from controlplane.storage.secrets import SecretStore
 
 log = get_logger(__name__)
 
@@ -57,6 +58,33 @@ class FinishedRun:
     checkout: Path | None
     node_modules: Path | None
     config_dir: str | None
+    # The suite's own ``playwright`` command in the installed dependencies.
+    playwright: Path | None = None
+
+
+def suite_playwright(prepared: Prepared) -> Path | None:
+    """The suite's ``playwright`` in its cache entry, nearest the config first.
+
+    In a workspace the package that uses Playwright may hold it in its own
+    ``node_modules`` (pnpm) rather than in the workspace root's.
+    """
+    payload = prepared.payload
+    deps = payload.deps
+    root = deps.entry / "tree" if deps.entry is not None else deps.node_modules.parent
+    inside = PurePosixPath(payload.config_dir or ".")
+    if payload.package_dir:
+        try:
+            inside = inside.relative_to(payload.package_dir)
+        except ValueError:
+            inside = PurePosixPath(".")
+    folder = root / inside
+    while True:
+        candidate = folder / "node_modules" / ".bin" / "playwright"
+        if candidate.exists():
+            return candidate
+        if folder == root or root not in folder.parents:
+            return None
+        folder = folder.parent
 
 
 class RunListener(Protocol):
@@ -75,8 +103,11 @@ class RunEngine:
         dispatcher: Dispatcher,
         listeners: Sequence[RunListener] = (),
         aws: Aws | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.settings = settings
+        # Where the secrets traceloom.yml names come from (none: no secrets).
+        self.secrets = secrets
         self.s3_source = (
             None
             if aws is None
@@ -220,6 +251,9 @@ class RunEngine:
         finally:
             await self._finish(run_id, status, reason)
             await self._notify(run_id, workdir, prepared)
+            if prepared is not None:
+                # The record is final: the run's secrets need no redacting.
+                prepared.forget_secrets()
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
     async def _notify(
@@ -234,6 +268,7 @@ class RunEngine:
             checkout=prepared.checkout if prepared else None,
             node_modules=prepared.payload.deps.node_modules if prepared else None,
             config_dir=prepared.payload.config_dir if prepared else None,
+            playwright=suite_playwright(prepared) if prepared else None,
         )
         for listener in self.listeners:
             try:
@@ -247,6 +282,8 @@ class RunEngine:
         counts = Counts()
         for result in await self.db.tests(run_id):
             counts.add(result.status)
+        if reason is not None:
+            reason = redact_text(reason)
         await self.db.update_run(
             run_id, status=status, reason=reason, finished_at=time.time(), counts=counts
         )
@@ -278,6 +315,7 @@ class RunEngine:
             # The same commit as before the restart, even if the branch moved.
             commit=run.resolved_sha if resume else None,
             s3=self.s3_source,
+            secret_store=self.secrets,
         )
         self._prepared[run.id] = prepared
         execution = RunExecution(
@@ -333,6 +371,10 @@ def _verdict(
     if errored:
         reasons = "; ".join(f"shard {s.index}: {s.reason}" for s in errored)
         return RunStatus.ERRORED, reasons
+    unavailable = execution.survey.unavailable_reasons if execution.survey else []
+    if unavailable:
+        # Tests of a project the hosts cannot run did not run: never a pass.
+        return RunStatus.ERRORED, "; ".join(unavailable)
     if execution.dropped:
         lost = "; ".join(f"shard {s.index}: {s.reason}" for s in shards if s.reason)
         return RunStatus.ERRORED, "; ".join([*execution.drop_reasons, lost])

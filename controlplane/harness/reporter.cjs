@@ -55,11 +55,27 @@ class TraceLoomReporter {
     return false;
   }
 
+  // What decides where a project's tests can run: its browser (Playwright
+  // picks chromium unless browserName or a device's defaultBrowserType says
+  // otherwise), a branded channel, or an executable of the suite's own.
+  project(p) {
+    const use = p.use || {};
+    return {
+      name: p.name || '',
+      browser: use.browserName || use.defaultBrowserType || 'chromium',
+      channel: use.channel || null,
+      ownExecutable: Boolean(use.launchOptions && use.launchOptions.executablePath),
+      testDir: this.relative(p.testDir),
+      dependencies: p.dependencies || [],
+    };
+  }
+
   onBegin(config, suite) {
     this.emit({
       type: 'begin',
       version: config.version,
       workers: config.workers,
+      projects: (config.projects || []).map((p) => this.project(p)),
       tests: suite.allTests().map((t) => this.describe(t)),
       time: Date.now(),
     });

@@ -16,8 +16,15 @@
 # (the shard's number), workdir (the Playwright config's folder inside the
 # repository), args (one spec file per line, relative to the repository,
 # optionally followed by a tab and the line of one test),
-# env.sh (variables for the tests) and token (marks every process the
-# shard starts). Every process of a shard carries TRACELOOM_SHARD=<token> in
+# env.sh (variables for the tests), token (marks every process the shard
+# starts), and optionally deps_path (the dependencies, whose bin/ holds the
+# suite's package manager), projects (Playwright projects to run, one a
+# line), mode ("list": run the setup steps and list the tests; "setup":
+# only run the setup steps) and secrets.sh (the run's
+# secrets, read once and deleted). SUITE.setup.sh, next to the repository,
+# holds the traceloom.yml setup steps: they run once per repository copy,
+# before its first Playwright, and SUITE.setup-ok / SUITE.setup-failed
+# record how they ended, SUITE.setup.log what they printed. Every process of a shard carries TRACELOOM_SHARD=<token> in
 # its environment, so the whole tree can be found and stopped even when
 # Playwright starts browsers and web servers in sessions of their own.
 set -u
@@ -149,11 +156,87 @@ find_playwright() {
     done
 }
 
+# PATH for the suite's commands: its package manager, then every
+# node_modules/.bin from the config's folder up to the repository (as npx
+# and npm scripts have it), then the host's.
+suite_path_var() {
+    here=$1
+    top=$2
+    deps=$3
+    bins=
+    while :; do
+        [ -d "$here/node_modules/.bin" ] && bins="$bins$here/node_modules/.bin:"
+        [ "$here" = "$top" ] || [ "$here" = / ] && break
+        here=$(dirname "$here")
+    done
+    [ -n "$deps" ] && [ -d "$deps/bin" ] && bins="$deps/bin:$bins"
+    echo "$bins$PATH"
+}
+
+# The suite's PATH, the variables of the run, then its secrets.
+load_suite_env() {
+    PATH=$suite_path
+    export PATH
+    # shellcheck disable=SC1091
+    [ -f "$1/env.sh" ] && . "$1/env.sh"
+    # shellcheck disable=SC1091
+    [ -f "$1/secrets.sh" ] && . "$1/secrets.sh"
+    return 0
+}
+
+# One setup step: its number for the report, a header, then the command.
+traceloom_step() {
+    echo "$1" >"$setup_step"
+    printf '\n$ %s\n' "$3"
+    if command -v bash >/dev/null 2>&1; then
+        (cd "$real_suite/$2" && exec bash -c "$3")
+    else
+        (cd "$real_suite/$2" && exec sh -c "$3")
+    fi
+}
+
+# Run SUITE.setup.sh once for this copy of the repository. Returns 0 when
+# the steps passed (now or before), 1 when they failed.
+run_setup() {
+    suite=$1
+    timeout_s=$2
+    [ -f "$suite.setup.sh" ] || return 0
+    [ -f "$suite.setup-ok" ] && return 0
+    [ -f "$suite.setup-failed" ] && return 1
+    echo setup >"$dir/state"
+    setup_step="$suite.setup-step"
+    : >"$suite.setup.log"
+    started=$(date +%s%3N)
+    (
+        sleep "$timeout_s"
+        echo "setup ran past its ${timeout_s}s timeout" >"$suite.setup-timed-out"
+        kill_shard "$token"
+    ) &
+    setup_watchdog=$!
+    (
+        load_suite_env "$dir"
+        # shellcheck disable=SC1090
+        . "$suite.setup.sh"
+    ) </dev/null >>"$suite.setup.log" 2>&1
+    code=$?
+    kill "$setup_watchdog" 2>/dev/null
+    kill_shard "$token" "$$"
+    echo "$(($(date +%s%3N) - started))" >"$suite.setup-ms"
+    if [ "$code" -eq 0 ]; then
+        touch "$suite.setup-ok"
+        return 0
+    fi
+    echo "$code" >"$suite.setup-failed"
+    return 1
+}
+
 cmd_run() {
     dir=$1
     timeout_s=$2
     token=$(cat "$dir/token")
     suite=$(cat "$dir/suite_path" 2>/dev/null || echo "$dir/suite")
+    deps=$(cat "$dir/deps_path" 2>/dev/null || true)
+    mode=$(cat "$dir/mode" 2>/dev/null || echo run)
     export TRACELOOM_SHARD="$token"
     export TRACELOOM_EVENTS="$dir/events.jsonl"
     export TRACELOOM_ATTACHMENTS="$dir/attachments.list"
@@ -164,6 +247,35 @@ cmd_run() {
     export PLAYWRIGHT_BLOB_OUTPUT_NAME="report-$index.zip"
     # An html reporter in the suite's config must never wait to open a browser.
     export CI=1 FORCE_COLOR=0 PW_TEST_HTML_REPORT_OPEN=never PLAYWRIGHT_HTML_OPEN=never
+
+    workdir=$(cat "$dir/workdir" 2>/dev/null || echo .)
+    real_suite=$(cd "$suite" && pwd -P)
+    export TRACELOOM_SUITE_DIR="$real_suite"
+    cd "$suite/$workdir" || exit 2
+    here=$(pwd -P)
+    # The host's own Playwright browsers, before the shim's folder hides them.
+    export TRACELOOM_HOST_BROWSERS_PATH="${PLAYWRIGHT_BROWSERS_PATH:-}"
+    node "$HARNESS_DIR/browsers.cjs" "$here" "$dir/browsers" "${TRACELOOM_CHROMIUM_PATH:-}" \
+        "$dir/browsers.json" >>"$dir/playwright.log" 2>&1 ||
+        echo "browser shim failed" >>"$dir/playwright.log"
+    export PLAYWRIGHT_BROWSERS_PATH="$dir/browsers"
+    # Only the suite's commands get this PATH, never the harness's own
+    # (a package's bin named like a tool cannot break the watchdog).
+    suite_path=$(suite_path_var "$here" "$real_suite" "$deps")
+
+    if ! run_setup "$suite" "$timeout_s"; then
+        rm -f "$dir/secrets.sh"
+        echo 125 >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
+        echo "done" >"$dir/state"
+        return 0
+    fi
+    if [ "$mode" = setup ]; then
+        # Only getting the host ready: the setup steps, no Playwright.
+        rm -f "$dir/secrets.sh"
+        echo 0 >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
+        echo "done" >"$dir/state"
+        return 0
+    fi
 
     harness_pid=$$
     (
@@ -176,15 +288,6 @@ cmd_run() {
 
     date +%s%3N >"$dir/started_ms"
     echo running >"$dir/state"
-    workdir=$(cat "$dir/workdir" 2>/dev/null || echo .)
-    real_suite=$(cd "$suite" && pwd -P)
-    export TRACELOOM_SUITE_DIR="$real_suite"
-    cd "$suite/$workdir" || exit 2
-    if [ -n "${TRACELOOM_CHROMIUM_PATH:-}" ]; then
-        node "$HARNESS_DIR/browsers.cjs" "$(pwd)" "$dir/browsers" "$TRACELOOM_CHROMIUM_PATH" \
-            >>"$dir/playwright.log" 2>&1 || echo "browser shim failed" >>"$dir/playwright.log"
-        export PLAYWRIGHT_BROWSERS_PATH="$dir/browsers"
-    fi
     # Playwright reads each file argument as a regular expression searched
     # in the absolute path, so a.spec.ts would also pick xa.spec.ts. Each
     # file becomes /^<escaped absolute path>$/ and matches itself only; a
@@ -198,26 +301,36 @@ cmd_run() {
         escaped=$(printf '%s\n' "$real_suite/$file" | sed 's/[][\\.^$*+?(){}|/]/\\&/g')
         set -- "$@" "/^$escaped\$/$line"
     done <"$dir/args"
+    if [ -f "$dir/projects" ]; then
+        while IFS= read -r project; do
+            set -- "$@" "--project=$project"
+        done <"$dir/projects"
+    fi
+    if [ "$mode" = list ]; then
+        set -- --list --pass-with-no-tests --reporter="$HARNESS_DIR/reporter.cjs" "$@"
+    else
+        set -- --reporter="$HARNESS_DIR/reporter.cjs,blob" --output="$dir/test-results" "$@"
+    fi
     code=127
-    if playwright=$(find_playwright "$(pwd)"); then
+    if playwright=$(find_playwright "$here"); then
         # The suite's variables apply to Playwright only, never to the
         # harness's own commands (a suite's PATH cannot break the watchdog).
         (
-            # shellcheck disable=SC1091
-            [ -f "$dir/env.sh" ] && . "$dir/env.sh"
-            exec "$playwright" test --reporter="$HARNESS_DIR/reporter.cjs,blob" \
-                --output="$dir/test-results" "$@"
+            load_suite_env "$dir"
+            rm -f "$dir/secrets.sh"
+            exec "$playwright" test "$@"
         ) </dev/null >>"$dir/playwright.log" 2>&1
         code=$?
     else
-        echo "no node_modules/.bin/playwright at or above $(pwd)" >>"$dir/playwright.log"
+        echo "no node_modules/.bin/playwright at or above $here" >>"$dir/playwright.log"
     fi
+    rm -f "$dir/secrets.sh"
 
     kill "$watchdog" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
     kill_shard "$token" "$$" "$$"
     echo "$code" >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
-    echo 'done' >"$dir/state"
+    echo "done" >"$dir/state"
 }
 
 cmd_poll() {
@@ -228,7 +341,16 @@ cmd_poll() {
     timed_out=no
     [ -f "$dir/timed_out" ] && timed_out=yes
     started=$(cat "$dir/started_ms" 2>/dev/null || echo -)
-    echo "state=$state exit=$code timed_out=$timed_out started=$started"
+    suite=$(cat "$dir/suite_path" 2>/dev/null || echo "$dir/suite")
+    setup=none
+    if [ -f "$suite.setup-failed" ]; then
+        setup=failed
+    elif [ -f "$suite.setup-ok" ]; then
+        setup=ok
+    elif [ -f "$suite.setup.sh" ]; then
+        setup=pending
+    fi
+    echo "state=$state exit=$code timed_out=$timed_out started=$started setup=$setup"
     if [ -f "$dir/events.jsonl" ]; then
         tail -c "+$((offset + 1))" "$dir/events.jsonl" | head -c 4194304
     fi
@@ -237,9 +359,10 @@ cmd_poll() {
 cmd_stop() {
     dir=$1
     [ -f "$dir/token" ] || exit 0
+    rm -f "$dir/secrets.sh"
     kill_shard "$(cat "$dir/token")" "$$" "$(cat "$dir/pid" 2>/dev/null)"
     [ -f "$dir/exit_code" ] || echo 143 >"$dir/exit_code"
-    echo 'done' >"$dir/state"
+    echo "done" >"$dir/state"
 }
 
 cmd_pack() {
@@ -305,7 +428,7 @@ cmd_suite_put() {
     mkdir -p "$parent"
     tmp=$(mktemp -d "$parent/.incoming.XXXXXX")
     tar -x -C "$tmp" || { rm -rf "$tmp"; die "could not unpack the suite"; }
-    ln -sfn "$deps/node_modules" "$tmp/${package:-.}/node_modules"
+    place_deps "$deps" "$tmp/${package:-.}" || { rm -rf "$tmp"; die "could not place dependencies"; }
     # Two shards of a run on one host may both send it; the first one wins.
     if mv -T "$tmp" "$suite" 2>/dev/null; then
         touch "$suite.complete"
@@ -313,6 +436,25 @@ cmd_suite_put() {
         rm -rf "$tmp"
     fi
     [ -d "$suite" ] || die "suite not in place at $suite"
+}
+
+# Copy what the install made (every node_modules folder of a workspace,
+# yarn's install state) to its place in this copy of the repository: a copy
+# of its own (reflinked where the filesystem can), so that nothing a suite
+# writes there reaches the shared folder or another run.
+place_deps() {
+    deps=$1
+    target=$2
+    if [ ! -f "$deps/place.list" ]; then
+        ln -sfn "$deps/node_modules" "$target/node_modules"
+        return 0
+    fi
+    while IFS= read -r rel; do
+        [ -n "$rel" ] || continue
+        mkdir -p "$(dirname "$target/$rel")" &&
+            rm -rf "${target:?}/$rel" &&
+            cp -a --reflink=auto "$deps/tree/$rel" "$target/$rel" || return 1
+    done <"$deps/place.list"
 }
 
 cmd_deps_has() {

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import re
 import secrets
 import shlex
 import tempfile
 import time
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -26,8 +30,9 @@ from controlplane.engine.deps import Dependencies
 from controlplane.engine.results import ShardResults, shard_verdict
 from controlplane.errors import HostError
 from controlplane.fleet.base import Host
-from controlplane.logs import get_logger, redact_text
+from controlplane.logs import SECRET_VALUES, get_logger, redact_text
 from controlplane.remote.ssh import HostConnection, quote
+from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.s3 import ArtifactStore, S3ArtifactStore
 
 log = get_logger(__name__)
@@ -35,6 +40,7 @@ log = get_logger(__name__)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STOP_TIMEOUT_S = 30.0
 _UPLOAD_TIMEOUT_S = 900.0
+_SETUP_OUTPUT_CHARS = 8000
 # How long past its own timeout a shard may take to report before the
 # control plane stops it from here (the host's watchdog should act first).
 _DEADLINE_GRACE_S = 30.0
@@ -50,6 +56,9 @@ class Payload:
     suite_archive: Path
     config_dir: str
     package_dir: str
+    # traceloom.yml's setup steps as a script for the harness, if any.
+    setup_script: str | None = None
+    setup_commands: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -61,6 +70,40 @@ class ShardJob:
     env: dict[str, str]
     # What Playwright is given: a file, or a file, a tab and a test's line.
     selectors: list[str]
+    # "run" the tests; "list" them (after the setup steps) or only run the
+    # "setup" steps, to get a host ready while the first one lists.
+    mode: str = "run"
+    # Playwright projects to run; None for every project of the config.
+    projects: list[str] | None = None
+    # The run's secrets as variables; written to the host for this job only.
+    secrets: dict[str, str] = attrs.field(factory=dict, repr=False)
+    # Whether to read back how the host's setup steps went.
+    report_setup: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class SetupReport:
+    """How a host's setup steps went: status, the step at fault, the output."""
+
+    host: str
+    ok: bool
+    exit_code: int | None
+    # 1-based number of the last step that started.
+    step: int | None
+    timed_out: bool
+    duration_s: float | None
+    output: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "host": self.host,
+            "status": "passed" if self.ok else "failed",
+            "exitCode": self.exit_code,
+            "step": self.step,
+            "timedOut": self.timed_out,
+            "durationS": self.duration_s,
+            "output": self.output,
+        }
 
 
 @attrs.define(kw_only=True)
@@ -70,6 +113,9 @@ class ShardOutcome:
     results: ShardResults
     started_at: float
     finished_at: float
+    # What browsers.cjs found on the host (list jobs), and the setup report.
+    browsers: dict[str, Any] | None = None
+    setup: SetupReport | None = None
 
 
 ProgressCallback = Callable[[ShardResults], Awaitable[None]]
@@ -82,6 +128,94 @@ def env_script(env: dict[str, str]) -> str:
         if not _ENV_NAME.match(name):
             raise ValueError(f"invalid environment variable name: {name!r}")
         lines.append(f"export {name}={shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def setup_failure(setup: SetupReport, job: ShardJob, payload: Payload) -> str:
+    """The reason a run gives when a host's setup steps failed."""
+    what = "setup"
+    if setup.step and setup.step <= len(payload.setup_commands):
+        what = f"setup step {setup.step} ({payload.setup_commands[setup.step - 1]!r})"
+    how = (
+        f"ran past its {job.timeout_s}s timeout"
+        if setup.timed_out
+        else f"failed with exit code {setup.exit_code}"
+    )
+    lines = [line for line in setup.output.splitlines() if line.strip()]
+    tail = "\n".join(lines[-15:])
+    return f"traceloom.yml {what} {how} on {setup.host}:\n{tail}".strip()
+
+
+def redact_artifacts(store: LocalArtifactStore, keys: list[str]) -> None:
+    """Redact the secrets of runs in flight from stored attachments.
+
+    Text attachments (Playwright's error-context.md, logs) and the entries
+    of zip files (traces: network and console events) are rewritten with
+    every secret value replaced; pixels (screenshots, videos) cannot hold
+    the text of a value and are left as they are.
+    """
+    if not SECRET_VALUES.active:
+        return
+    for key in keys:
+        redact_file(store.path_for(key))
+
+
+def redact_file(path: Path) -> bool:
+    """Rewrite ``path`` with secret values replaced; return whether it changed."""
+    if zipfile.is_zipfile(path):
+        redacted = _redact_zip(path)
+        if redacted is None:
+            return False
+        path.write_bytes(redacted)
+        return True
+    data = path.read_bytes()
+    clean = SECRET_VALUES.redact_bytes(data)
+    if clean == data:
+        return False
+    path.write_bytes(clean)
+    return True
+
+
+async def redact_uploaded(store: S3ArtifactStore, prefix: str) -> None:
+    """Redact what a host uploaded to S3 itself, as the local store is.
+
+    The host posts its files straight to the bucket, so they are read back,
+    redacted here and put again; an unredacted copy exists for as long as
+    that takes.
+    """
+    if not SECRET_VALUES.active:
+        return
+    with tempfile.TemporaryDirectory(prefix="traceloom-redact-") as tmp:
+        local = Path(tmp) / "object"
+        for key in await store.keys(prefix):
+            await store.download(key, local)
+            if await asyncio.to_thread(redact_file, local):
+                await store.put_file(key, local)
+
+
+def _redact_zip(path: Path) -> bytes | None:
+    """The zip at ``path`` with secrets redacted in its entries, None if none."""
+    changed = False
+    out = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            clean = SECRET_VALUES.redact_bytes(data)
+            changed = changed or clean != data
+            target.writestr(info, clean, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue() if changed else None
+
+
+def setup_script(steps: list[tuple[str, str]]) -> str | None:
+    """The harness script of ``(folder, command)`` setup steps, None if none."""
+    if not steps:
+        return None
+    lines = ["# traceloom.yml setup steps; traceloom_step is the harness's"]
+    for number, (folder, command) in enumerate(steps, 1):
+        lines.append(
+            f"traceloom_step {number} {shlex.quote(folder or '.')}"
+            f" {shlex.quote(command)} || exit $?"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -142,12 +276,22 @@ class Dispatcher:
                     quote("sh", harness, "start", shard_dir, str(job.timeout_s))
                 )
                 started = True
-                log.info("shard.dispatched", host=host.name, files=len(job.files))
-            exit_code, timed_out = await self._follow(
+                log.info(
+                    "shard.dispatched",
+                    host=host.name,
+                    files=len(job.files),
+                    mode=job.mode,
+                )
+            exit_code, timed_out, setup_state = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )
             log_tail = await self._log_tail(conn, shard_dir)
-            await self._collect(conn, harness, shard_dir, results)
+            setup = None
+            if setup_state == "failed" or (job.report_setup and setup_state == "ok"):
+                setup = await self._setup_report(conn, job)
+            browsers = await self._browsers(conn, shard_dir)
+            if job.mode == "run":
+                await self._collect(conn, harness, shard_dir, results)
             await conn.run(quote("rm", "-rf", shard_dir), check=False)
         except asyncio.CancelledError:
             if started:
@@ -156,15 +300,22 @@ class Dispatcher:
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()
-        status, reason = shard_verdict(
-            results, exit_code=exit_code, timed_out=timed_out, log_tail=log_tail
-        )
+        status: ShardStatus
+        reason: str | None
+        if setup is not None and not setup.ok:
+            status, reason = ShardStatus.ERRORED, setup_failure(setup, job, payload)
+        else:
+            status, reason = shard_verdict(
+                results, exit_code=exit_code, timed_out=timed_out, log_tail=log_tail
+            )
         return ShardOutcome(
             status=status,
             reason=reason,
             results=results,
             started_at=started_at,
             finished_at=time.time(),
+            browsers=browsers,
+            setup=setup,
         )
 
     async def _prepare(
@@ -205,6 +356,12 @@ class Dispatcher:
             quote("test", "-f", f"{suite}.complete"), check=False
         )
         if has_suite.exit_status != 0:
+            if payload.setup_script is not None:
+                await conn.run(
+                    f"mkdir -p {shlex.quote(str(Path(suite).parent))}"
+                    f" && cat > {shlex.quote(f'{suite}.setup.sh')}",
+                    stdin=payload.setup_script.encode(),
+                )
             await conn.send_file(
                 quote("sh", harness, "suite-put", suite, deps_dir, payload.package_dir),
                 payload.suite_archive,
@@ -214,14 +371,28 @@ class Dispatcher:
         files = {
             "args": "".join(f"{s}\n" for s in job.selectors),
             "suite_path": suite + "\n",
+            "deps_path": deps_dir + "\n",
             "index": f"{job.index}\n",
             "workdir": (payload.config_dir or ".") + "\n",
+            "mode": job.mode + "\n",
             "env.sh": env_script(job.env),
             "token": secrets.token_hex(16) + "\n",
         }
+        if job.projects is not None:
+            files["projects"] = "".join(f"{p}\n" for p in job.projects)
         for name, text in files.items():
+            target = shlex.quote(f"{shard_dir}/{name}")
+            if not text:
+                # asyncssh sends no end of input with an empty one: cat would wait.
+                await conn.run(f": > {target}")
+                continue
+            await conn.run(f"cat > {target}", stdin=text.encode())
+        if job.secrets:
+            # Readable by the harness's user only, and deleted by the harness
+            # as soon as Playwright has read it.
             await conn.run(
-                f"cat > {shlex.quote(f'{shard_dir}/{name}')}", stdin=text.encode()
+                f"umask 077 && cat > {shlex.quote(f'{shard_dir}/secrets.sh')}",
+                stdin=env_script(job.secrets).encode(),
             )
 
     async def _follow(
@@ -232,9 +403,11 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
-    ) -> tuple[int | None, bool]:
+    ) -> tuple[int | None, bool, str]:
         loop = asyncio.get_running_loop()
+        # Setup steps get their own timeout before Playwright's starts.
         deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
+        running = False
         offset = 0
         stopped_here = False
         while True:
@@ -248,6 +421,9 @@ class Dispatcher:
             started = fields.get("started", "-")
             if started.isdigit():
                 results.started_ms = int(started)
+            if fields.get("state") == "running" and not running:
+                running = True
+                deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
             if chunk:
                 results.feed(chunk)
                 offset += len(chunk)
@@ -255,7 +431,8 @@ class Dispatcher:
             if fields.get("state") == "done" and not chunk:
                 code = fields.get("exit", "-")
                 exit_code = int(code) if code.lstrip("-").isdigit() else None
-                return exit_code, stopped_here or fields.get("timed_out") == "yes"
+                timed_out = stopped_here or fields.get("timed_out") == "yes"
+                return exit_code, timed_out, fields.get("setup", "none")
             if fields.get("state") == "missing":
                 raise HostError(f"shard folder vanished on {conn.host.name}")
             if loop.time() > deadline and not stopped_here:
@@ -273,6 +450,43 @@ class Dispatcher:
         )
         return redact_text(tail.stdout.decode(errors="replace").strip())
 
+    async def _setup_report(self, conn: HostConnection, job: ShardJob) -> SetupReport:
+        """Read back how the setup steps went on this host."""
+        suite = f"{conn.host.work_root}/runs/{job.run_id}/suite"
+        names = ("setup-failed", "setup-step", "setup-ms", "setup-timed-out")
+        values: dict[str, str] = {}
+        for name in names:
+            done = await conn.run(quote("cat", f"{suite}.{name}"), check=False)
+            if done.exit_status == 0:
+                values[name] = done.stdout.decode(errors="replace").strip()
+        tail = await conn.run(
+            quote("tail", "-c", str(_SETUP_OUTPUT_CHARS), f"{suite}.setup.log"),
+            check=False,
+        )
+        exit_text = values.get("setup-failed", "0")
+        step = values.get("setup-step", "")
+        ms = values.get("setup-ms", "")
+        return SetupReport(
+            host=conn.host.name,
+            ok="setup-failed" not in values,
+            exit_code=int(exit_text) if exit_text.lstrip("-").isdigit() else None,
+            step=int(step) if step.isdigit() else None,
+            timed_out="setup-timed-out" in values,
+            duration_s=round(int(ms) / 1000, 3) if ms.isdigit() else None,
+            output=redact_text(tail.stdout.decode(errors="replace")),
+        )
+
+    async def _browsers(
+        self, conn: HostConnection, shard_dir: str
+    ) -> dict[str, Any] | None:
+        """What browsers.cjs found on the host, or None if it said nothing."""
+        done = await conn.run(quote("cat", f"{shard_dir}/browsers.json"), check=False)
+        try:
+            found = json.loads(done.stdout) if done.exit_status == 0 else None
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
+
     async def _collect(
         self, conn: HostConnection, harness: str, shard_dir: str, results: ShardResults
     ) -> None:
@@ -283,9 +497,10 @@ class Dispatcher:
             archive = Path(tmp) / "attachments.tar"
             await conn.receive_file(quote("sh", harness, "pack", shard_dir), archive)
             if archive.stat().st_size:
-                await asyncio.to_thread(
+                keys = await asyncio.to_thread(
                     self.store.unpack_tar, archive, results.artifact_prefix
                 )
+                await asyncio.to_thread(redact_artifacts, self.store, keys)
 
     async def _upload(
         self, conn: HostConnection, harness: str, shard_dir: str, results: ShardResults
@@ -321,6 +536,7 @@ class Dispatcher:
             prefix=results.artifact_prefix,
             summary=summary.strip(),
         )
+        await redact_uploaded(self.store, results.artifact_prefix)
 
     async def _stop_quietly(
         self, conn: HostConnection, harness: str, shard_dir: str

@@ -77,12 +77,13 @@ class HostConnection:
                 self._conn.run(command, input=stdin, encoding=None, check=False),
                 timeout_s,
             )
-        except (OSError, asyncssh.Error) as exc:
-            raise HostError(f"lost host {self.host.name}: {exc}") from exc
         except TimeoutError as exc:
+            # Before OSError, of which TimeoutError is a kind.
             raise HostError(
                 f"{command!r} on {self.host.name} took over {timeout_s:.0f}s"
             ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise HostError(f"lost host {self.host.name}: {exc}") from exc
         done = Completed(
             result.exit_status, _bytes(result.stdout), _bytes(result.stderr)
         )
@@ -145,9 +146,10 @@ class HostConnection:
     ) -> Completed:
         try:
             return await asyncio.wait_for(transfer, timeout_s)  # type: ignore[arg-type]
-        except (OSError, asyncssh.Error) as exc:
-            raise HostError(f"lost host {self.host.name}: {exc}") from exc
         except TimeoutError as exc:
+            # Before OSError, of which TimeoutError is a kind.
             raise HostError(
                 f"{command!r} on {self.host.name} took over {timeout_s:.0f}s"
             ) from exc
+        except (OSError, asyncssh.Error) as exc:
+            raise HostError(f"lost host {self.host.name}: {exc}") from exc

@@ -171,7 +171,7 @@ class ReportBuilder:
     def _cannot_merge(self, finished: FinishedRun, present: list[Blob]) -> str | None:
         if not present:
             return "no batch sent back a blob report"
-        if finished.node_modules is None or not _playwright(finished).exists():
+        if finished.playwright is None or not finished.playwright.exists():
             return "the suite's Playwright is not installed on the control plane"
         if shutil.which("node") is None:
             return "Node.js is not installed on the control plane"
@@ -231,7 +231,7 @@ class ReportBuilder:
             **_NEVER_OPEN,
         }
         process = await asyncio.create_subprocess_exec(
-            str(_playwright(finished)),
+            str(finished.playwright),
             "merge-reports",
             "--reporter",
             "html",
@@ -263,11 +263,6 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     await process.wait()
-
-
-def _playwright(finished: FinishedRun) -> Path:
-    assert finished.node_modules is not None
-    return finished.node_modules / ".bin" / "playwright"
 
 
 def _why_missing(blob: Blob) -> str:

@@ -195,6 +195,21 @@ CREATE TABLE IF NOT EXISTS dashboard_sessions (
     created_at REAL NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (name, scope)
+);
+CREATE TABLE IF NOT EXISTS run_notes (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, key)
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key_id TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,

@@ -20,7 +20,13 @@ from controlplane.storage.db import Database, KeyRecord
 
 KEY_PREFIX = "tlk_"
 _LOOKUP_CHARS = 8
-ALL_SCOPES = ("runs:trigger", "runs:read", "keys:manage", "schedules:manage")
+ALL_SCOPES = (
+    "runs:trigger",
+    "runs:read",
+    "keys:manage",
+    "schedules:manage",
+    "secrets:manage",
+)
 # last_used_at is written at most this often per key, not on every request.
 LAST_USED_RESOLUTION_S = 60.0
 

@@ -20,6 +20,8 @@ import pytest
 
 from controlplane.aws import Aws, AwsConfig
 from controlplane.harness import HARNESS_DIR
+from controlplane.logs import SECRET_VALUES
+from controlplane.remote.dispatch import redact_uploaded
 from controlplane.storage.artifacts import UnsafeArtifactPath
 from controlplane.storage.s3 import S3ArtifactStore, UploadGrant
 from tests.conftest import AWS_TEST_SECRET as SECRET
@@ -212,3 +214,28 @@ async def test_delete_and_readiness(
     assert await store.keys("run_9") == []
     assert await store.check() is None
     assert "tl-no-such-bucket-here" in (await missing.check() or "")
+
+
+async def test_uploaded_attachments_lose_the_secrets_of_runs_in_flight(
+    store: S3ArtifactStore, tmp_path: Path
+) -> None:
+    """What a host put in S3 itself is redacted as the local store is."""
+    secret = "sk_live_s3cr3t_v4lu3"
+    text, other = tmp_path / "log.txt", tmp_path / "clean.txt"
+    text.write_text(f"token={secret} end\n")
+    other.write_text("nothing to hide\n")
+    await store.put_file(f"{PREFIX}/log.txt", text)
+    await store.put_file(f"{PREFIX}/clean.txt", other)
+    SECRET_VALUES.add([secret])
+    try:
+        await redact_uploaded(store, PREFIX)
+    finally:
+        SECRET_VALUES.remove([secret])
+    back, kept = tmp_path / "back.txt", tmp_path / "kept.txt"
+    await store.download(f"{PREFIX}/log.txt", back)
+    await store.download(f"{PREFIX}/clean.txt", kept)
+
+    assert secret not in back.read_text()
+    assert back.read_text().startswith("token=")
+    assert back.read_text().endswith(" end\n")
+    assert kept.read_text() == "nothing to hide\n"

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 import yarl
 
-from controlplane.logs import REDACTED, configure_logging, get_logger, redact_text
+from controlplane.logs import (
+    REDACTED,
+    SECRET_VALUES,
+    configure_logging,
+    get_logger,
+    redact_text,
+)
+from controlplane.remote.dispatch import redact_artifacts
+from controlplane.storage.artifacts import LocalArtifactStore
 
 API_KEY = "tlk_" + "Q7xk2P9mZr4TbW1vN8cY5sJd3HfL6gEaU0oKiRnM"
 GIT_TOKEN = "ghp_S3cr3tT0k3nF0rG1tHubXyz0123456789"
@@ -236,3 +246,61 @@ def test_no_secret_reaches_the_log_from_a_non_string_value(
     raw = capsys.readouterr().err
     assert "push.failed" in raw
     assert GIT_TOKEN not in raw
+
+
+RUN_SECRET = "p4ss-w0rd-of-a-run"
+
+
+def test_values_of_secrets_handed_to_runs_are_redacted_while_runs_hold_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A run's secrets leave no log line, whole or one line of a multi-line one.
+
+    Two runs may hold the same value; it stays redacted until both let go.
+    """
+    log = get_logger("tests.unit.logs")
+    multi = "-----CERT-----\nline-one-of-it\nline-two-of-it"
+
+    with json_logging():
+        SECRET_VALUES.add([RUN_SECRET, multi])
+        SECRET_VALUES.add([RUN_SECRET])
+        log.warning("setup.output", tail=f"echo {RUN_SECRET}; got line-two-of-it")
+        SECRET_VALUES.remove([RUN_SECRET, multi])
+        log.warning("still.held", value=RUN_SECRET)
+        SECRET_VALUES.remove([RUN_SECRET])
+        log.warning("released", value=RUN_SECRET)
+
+    events = _lines(capsys.readouterr().err)
+    assert events[0]["tail"] == f"echo {REDACTED}; got {REDACTED}"
+    assert events[1]["value"] == REDACTED
+    assert events[2]["value"] == RUN_SECRET
+    assert not SECRET_VALUES.active
+
+
+def test_attachments_are_redacted_in_text_and_inside_traces(tmp_path: Path) -> None:
+    """error-context.md and a trace zip's entries lose the value; a PNG is kept."""
+    store = LocalArtifactStore(tmp_path)
+    text = store.path_for("r/a/error-context.md")
+    text.parent.mkdir(parents=True)
+    text.write_text(f"Expected: wrong\nReceived: {RUN_SECRET}\n")
+    trace = store.path_for("r/a/trace.zip")
+    with zipfile.ZipFile(trace, "w") as archive:
+        archive.writestr("trace.network", f'{{"auth":"{RUN_SECRET}"}}')
+        archive.writestr("resources/page.html", "<p>no secret</p>")
+    png = store.path_for("r/a/shot.png")
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    before = png.read_bytes()
+
+    SECRET_VALUES.add([RUN_SECRET])
+    try:
+        redact_artifacts(
+            store, ["r/a/error-context.md", "r/a/trace.zip", "r/a/shot.png"]
+        )
+    finally:
+        SECRET_VALUES.remove([RUN_SECRET])
+
+    assert text.read_text() == f"Expected: wrong\nReceived: {REDACTED}\n"
+    with zipfile.ZipFile(trace) as archive:
+        assert archive.read("trace.network").decode() == f'{{"auth":"{REDACTED}"}}'
+        assert archive.read("resources/page.html") == b"<p>no secret</p>"
+    assert png.read_bytes() == before
