@@ -131,6 +131,21 @@ class RunBody:
     trigger_source: TriggerSource = TriggerSource.API
 
 
+@attrs.frozen(kw_only=True)
+class RerunBody:
+    """The optional body of ``POST /api/runs/{id}/rerun``: what may change."""
+
+    server_count: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_server_count_in_range)
+    )
+    timeout: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_timeout_in_range)
+    )
+    name: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_bounded(200))
+    )
+
+
 def _strict_int(value: Any, _type: type) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("must be a whole number")
@@ -164,7 +179,7 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(TriggerSource, _trigger_source)
-    for cls in (GitSourceBody, S3SourceBody, RunBody):
+    for cls in (GitSourceBody, S3SourceBody, RunBody, RerunBody):
         renames: dict[str, Any] = {
             a.name: override(rename=_camel(a.name))
             for a in attrs.fields(cls)
@@ -285,6 +300,18 @@ def _raw_validator_errors(
                 field.validator(None, field, value)
             except ValueError as exc:
                 into[name] = str(exc)
+
+
+def parse_rerun_body(data: Any, *, max_server_count: int) -> RerunBody:
+    """Validate a rerun's body (``{}`` keeps everything of the original)."""
+    if not isinstance(data, dict):
+        raise InvalidRequest({"body": "must be a JSON object"})
+    body = _structure_all(converter, data, RerunBody)
+    if body.server_count is not None and body.server_count > max_server_count:
+        raise InvalidRequest(
+            {"serverCount": f"must be at most {max_server_count} on this control plane"}
+        )
+    return body
 
 
 def _to_domain(body: RunBody) -> RunRequest:

@@ -641,6 +641,10 @@ def _paths() -> Schema:
                 _answers({201: _CREATED}, 400, 401, 403, 404, 409, 422),
                 scope=trigger,
                 parameters=[_RUN_ID, _IDEMPOTENCY_KEY],
+                requestBody={
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RerunRequest")}},
+                },
             )
         },
         "/api/keys": {
@@ -732,6 +736,22 @@ def _schemas(max_server_count: int) -> Schema:
         "GitSource": _GIT_SOURCE,
         "S3Source": _S3_SOURCE,
         "RunRequest": _run_request(max_server_count),
+        "RerunRequest": {
+            **_obj(
+                {
+                    "serverCount": _nullable(
+                        {"type": "integer", "minimum": 1, "maximum": max_server_count}
+                    ),
+                    "timeout": _nullable(
+                        {"type": "integer", "minimum": 1, "maximum": 3600}
+                    ),
+                    "name": _nullable({"type": "string", "maxLength": 200}),
+                },
+                required=[],
+            ),
+            "additionalProperties": False,
+            "description": "What the rerun changes; the rest is the original's.",
+        },
         "RunCreated": _obj(
             {
                 "id": _ID,

@@ -18,6 +18,7 @@ from controlplane.api.middleware import Unprocessable, error_body, require_scope
 from controlplane.api.models import (
     decode_cursor,
     encode_cursor,
+    parse_rerun_body,
     parse_run_body,
     parse_run_query,
 )
@@ -384,21 +385,34 @@ async def rerun(request: web.Request) -> web.Response:
             f"run {original.id} is still {original.status.value};"
             " rerun it once it has finished"
         )
+    data = await read_json(request) if await request.read() else {}
+    changes = parse_rerun_body(
+        data, max_server_count=request.app[SETTINGS].max_server_count
+    )
     tests = await request.app[DB].tests(original.id)
-    refs = sorted(
+    only: list[TestRef] | None = sorted(
         {TestRef(t.file, t.line) for t in tests if t.status in _RERUN_STATUSES},
         key=lambda ref: (ref.file.encode(), ref.line),
     )
-    if not refs:
+    if not only and not tests and original.status != RunStatus.PASSED:
+        # It ended before any test was listed (a bad branch, cancelled while
+        # queued): all of it again, or the same subset if it was a rerun.
+        only = original.request.only
+    elif not only:
         raise Conflict(f"run {original.id} has no failed tests to rerun")
     body = attrs.evolve(
         original.request,
         # The same code as the original, even if the branch moved since.
         commit_sha=original.resolved_sha or original.request.commit_sha,
-        only=refs,
+        only=only,
         rerun_of=original.id,
+        server_count=changes.server_count or original.request.server_count,
+        timeout=changes.timeout or original.request.timeout,
+        name=changes.name or original.request.name,
     )
-    return await _start(request, key, body, _hash({"rerunOf": original.id}))
+    return await _start(
+        request, key, body, _hash({"rerunOf": original.id, "changes": data})
+    )
 
 
 @routes.get("/api/runs/{run_id}/tests")

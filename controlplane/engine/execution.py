@@ -38,7 +38,7 @@ from controlplane.remote.dispatch import (
 )
 from controlplane.remote.ssh import HostConnection
 from controlplane.storage.db import Database
-from controlplane.storage.runnotes import SETUP, SURVEY, RunNotes
+from controlplane.storage.runnotes import LISTED, SETUP, SURVEY, RunNotes
 
 log = get_logger(__name__)
 
@@ -220,6 +220,31 @@ class RunExecution:
             config_path=self.prepared.config_path,
         )
         await self.notes.put(self.run.id, SURVEY, "", survey.to_json())
+        running = {
+            p.name
+            for p in survey.projects
+            if p.status in (surveys.RUN, surveys.DEPENDENCY)
+        }
+        dispatched = set(survey.files)
+        await self.notes.put(
+            self.run.id,
+            LISTED,
+            "",
+            {
+                "shard": slot.index,
+                "tests": [
+                    {
+                        "id": t.id,
+                        "file": t.file,
+                        "line": t.line,
+                        "project": t.project,
+                        "title": t.title,
+                    }
+                    for t in results.tests.values()
+                    if t.file in dispatched and t.project in running
+                ],
+            },
+        )
         await self._store(
             [
                 TestResult(

@@ -10,6 +10,7 @@ in a finished status with its reason.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from controlplane.domain import (
     S3Source,
     Shard,
     ShardStatus,
+    TestResult,
+    TestStatus,
 )
 from controlplane.engine import history
 from controlplane.engine.deps import DependencyCache
@@ -41,6 +44,7 @@ from controlplane.logs import get_logger, redact_text
 from controlplane.remote.dispatch import Dispatcher
 from controlplane.settings import Settings
 from controlplane.storage.db import Database, HistoryStore
+from controlplane.storage.runnotes import LISTED, RunNotes
 from controlplane.storage.secrets import SecretStore
 
 log = get_logger(__name__)
@@ -299,6 +303,40 @@ class RunEngine:
                     finished_at=time.time(),
                     reason="the run ended before this shard finished",
                 )
+        await self._count_unreported(run_id)
+
+    async def _count_unreported(self, run_id: str) -> None:
+        """Every listed test with no result is stored as didNotRun.
+
+        A test never reports when its host was lost twice, the run timed out
+        or was cancelled before its batch, or the control plane restarted
+        with no host left: it still counts, and a rerun picks it up.
+        """
+        listed = (await RunNotes(self.db).get(run_id, LISTED)).get("")
+        if not listed:
+            return
+        have = {r.test_id for r in await self.db.tests(run_id)}
+        slot_of = {}
+        for batch in await self.db.batches(run_id):
+            for item in json.loads(batch["items"]):
+                slot_of[item["file"]] = batch["slot"]
+        missing = [
+            TestResult(
+                run_id=run_id,
+                test_id=t["id"],
+                file=t["file"],
+                line=t["line"],
+                project=t["project"],
+                title=t["title"],
+                status=TestStatus.DID_NOT_RUN,
+                shard_index=slot_of.get(t["file"], listed["shard"]),
+            )
+            for t in listed["tests"]
+            if t["id"] not in have
+        ]
+        if missing:
+            log.warning("run.unreported_tests", tests=len(missing))
+            await self.db.upsert_tests(missing)
 
     async def _drive(
         self, run: Run, workdir: Path, *, resume: bool

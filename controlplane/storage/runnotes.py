@@ -2,9 +2,10 @@
 
 Notes are JSON bodies by run, kind and key: the survey of the suite
 (``survey``: spec files the config does not run, projects and why some did
-not run, the projects each batch is given) and each host's setup steps
-(``setup``, keyed by host). The API shows them with the run; a restarted
-control plane reads the survey back instead of listing the tests again.
+not run, the projects each batch is given), each host's setup steps
+(``setup``, keyed by host) and the tests listed to run (``listed``). The
+API shows them with the run; a restarted control plane reads the survey
+back instead of listing the tests again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from controlplane.storage.db import Database
 
 SURVEY = "survey"
 SETUP = "setup"
+# Every test the listing found to run, so that a test that never reports
+# (its host lost twice, the run timed out or was cancelled first) is still
+# counted: ``{"shard": <listing shard>, "tests": [{id, file, line, ...}]}``.
+LISTED = "listed"
 
 
 class RunNotes:

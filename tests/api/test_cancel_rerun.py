@@ -106,16 +106,75 @@ async def test_an_unfinished_run_cannot_be_rerun(
     assert "still" in (await response.json())["message"]
 
 
-async def test_a_run_without_failed_tests_cannot_be_rerun(
+async def test_a_passed_run_cannot_be_rerun(
     client: TestClient[Any, Any], auth: dict[str, str]
 ) -> None:
-    """An errored run that never listed a test has nothing to rerun: 409."""
-    run_id = await _stored_run(client, RunStatus.ERRORED)
+    """Nothing failed and nothing was left unrun: 409."""
+    run_id = await _stored_run(client, RunStatus.PASSED)
 
     response = await client.post(f"/api/runs/{run_id}/rerun", headers=auth)
 
     assert response.status == 409
     assert "no failed tests" in (await response.json())["message"]
+
+
+@pytest.mark.parametrize("status", [RunStatus.ERRORED, RunStatus.CANCELLED])
+async def test_a_run_that_listed_no_test_is_rerun_whole(
+    client: TestClient[Any, Any], auth: dict[str, str], status: RunStatus
+) -> None:
+    """A run that ended before any test was listed runs again, all of it."""
+    run_id = await _stored_run(client, status)
+
+    response = await client.post(f"/api/runs/{run_id}/rerun", headers=auth)
+    rerun = await (
+        await client.get(f"/api/runs/{(await response.json())['id']}", headers=auth)
+    ).json()
+
+    assert response.status == 201
+    assert rerun["rerunOf"] == run_id
+    assert rerun["onlyTests"] is None
+    assert rerun["testPattern"] == "tests/*.ts"
+
+
+async def test_a_rerun_may_change_hosts_timeout_and_name(
+    client: TestClient[Any, Any], auth: dict[str, str]
+) -> None:
+    """serverCount, timeout and name of the body replace the original's."""
+    run_id = await _stored_run(client, RunStatus.ERRORED)
+    body = {"serverCount": 2, "timeout": 90, "name": "again"}
+
+    response = await client.post(f"/api/runs/{run_id}/rerun", json=body, headers=auth)
+    rerun = await (
+        await client.get(f"/api/runs/{(await response.json())['id']}", headers=auth)
+    ).json()
+
+    assert response.status == 201
+    assert (rerun["serverCount"], rerun["timeout"], rerun["name"]) == (2, 90, "again")
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"serverCount": 0}, {"serverCount"}),
+        ({"serverCount": 100}, {"serverCount"}),
+        ({"timeout": 3601}, {"timeout"}),
+        ({"testPattern": "x"}, {"testPattern"}),
+        ([], {"body"}),
+    ],
+)
+async def test_a_bad_rerun_body_is_400_naming_the_field(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    body: Any,
+    fields: set[str],
+) -> None:
+    """Only what a rerun may change is accepted, each within its range."""
+    run_id = await _stored_run(client, RunStatus.ERRORED)
+
+    response = await client.post(f"/api/runs/{run_id}/rerun", json=body, headers=auth)
+
+    assert response.status == 400
+    assert set((await response.json())["fields"]) == fields
 
 
 async def _wait_running(

@@ -180,7 +180,18 @@ def test_run_whose_hosts_are_gone_ends_errored_keeping_results(
     server.start()
     run = server.wait(run_id, lambda r: r["status"] in FINISHED, 120)
 
+    tests = server.call("GET", f"/api/runs/{run_id}/tests")["tests"]
+
     assert run["status"] == "errored"
     assert "no host of the run answers" in run["reason"]
     assert run["counts"]["passed"] >= before["counts"]["passed"]
+    # Every listed test is in the record: those that never ran as didNotRun.
+    assert run["counts"]["total"] == len(tests) == 8
+    assert run["counts"]["didNotRun"] == 8 - run["counts"]["passed"] > 0
     assert not traceloom_processes(run_id)
+
+    rerun = server.call("POST", f"/api/runs/{run_id}/rerun", {})
+    again = server.wait(rerun["id"], lambda r: r["status"] in FINISHED, 180)
+
+    assert again["status"] == "passed", again["reason"]
+    assert again["counts"]["total"] == run["counts"]["didNotRun"]
