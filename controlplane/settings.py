@@ -20,7 +20,7 @@ _POSITIVE = (
     "clone_timeout_s",
     "install_timeout_s",
 )
-_CHOICES = {"log_format": ("console", "json")}
+_CHOICES = {"log_format": ("console", "json"), "shutdown": ("suspend", "stop")}
 
 
 class SettingsError(TraceLoomError, ValueError):
@@ -49,6 +49,10 @@ class Settings:
     # Whether gitRepo may be a path on the control plane's own disk. Handy on
     # one machine; turn it off where API users must not read local folders.
     allow_local_repos: bool = True
+    # What stopping the control plane does to runs in flight: "suspend"
+    # leaves them and their hosts for the next process to resume (a restart
+    # or redeploy loses no run); "stop" ends them errored, hosts released.
+    shutdown: str = "suspend"
     log_format: str = "console"
     log_level: str = "info"
     poll_interval_s: float = 0.5

@@ -85,6 +85,9 @@ def settings(tmp_path: Path, shared_cache: Path) -> Settings:
         poll_interval_s=0.2,
         local_max_hosts=4,
         max_server_count=4,
+        # A test's app stops with its runs: nothing is left for a next process
+        # (tests/e2e/test_restart.py checks the "suspend" default itself).
+        shutdown="stop",
     )
 
 

@@ -621,7 +621,11 @@ class RunExecution:
             await self._host_lost(slot, items, results, str(exc))
             return True
         except asyncio.CancelledError:
-            await asyncio.shield(self._store_unfinished(results))
+            if self.dispatcher.suspending:
+                # The batch goes on on its host; the next process follows it.
+                await asyncio.shield(self._store(results.settled()))
+            else:
+                await asyncio.shield(self._store_unfinished(results))
             raise
 
         await self._record_setup(slot, job, outcome.setup)

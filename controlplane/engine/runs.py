@@ -136,6 +136,9 @@ class RunEngine:
         self._executions: dict[str, RunExecution] = {}
         self.listeners: list[RunListener] = list(listeners)
         self._cancelled: set[str] = set()
+        # Set by close() under the "suspend" shutdown: runs left to resume.
+        self._suspending = False
+        self._suspended: set[str] = set()
         # Each run's end (release, final status, listeners) runs shielded
         # from cancellation; close() waits for these.
         self._endings: set[asyncio.Future[None]] = set()
@@ -198,8 +201,16 @@ class RunEngine:
             self.start(run.id, resume=has_hosts)
 
     async def close(self) -> None:
-        """Stop every run in flight; each ends errored and releases its hosts."""
+        """Stop following every run in flight, as the ``shutdown`` setting says.
+
+        ``suspend`` (the default) leaves each run as it is, its hosts and
+        shards going on, for the next process to resume (``recover``);
+        ``stop`` ends each run errored and releases its hosts.
+        """
         tasks = list(self._tasks.values())
+        if self.settings.shutdown == "suspend":
+            self._suspending = True
+            self.dispatcher.suspending = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -225,6 +236,9 @@ class RunEngine:
         except asyncio.CancelledError:
             if run_id in self._cancelled:
                 status, reason = RunStatus.CANCELLED, "cancelled on request"
+            elif self._suspending:
+                await asyncio.shield(self._suspend(run_id))
+                raise
             else:
                 status = RunStatus.ERRORED
                 reason = "the control plane stopped during the run"
@@ -236,12 +250,23 @@ class RunEngine:
             status, reason = RunStatus.ERRORED, f"internal error: {type(exc).__name__}"
         finally:
             self._cancelled.discard(run_id)
-            ending = asyncio.ensure_future(
-                self._cleanup(run_id, workdir, status, reason)
-            )
-            self._endings.add(ending)
-            ending.add_done_callback(self._endings.discard)
-            await asyncio.shield(ending)
+            if run_id not in self._suspended:
+                ending = asyncio.ensure_future(
+                    self._cleanup(run_id, workdir, status, reason)
+                )
+                self._endings.add(ending)
+                ending.add_done_callback(self._endings.discard)
+                await asyncio.shield(ending)
+
+    async def _suspend(self, run_id: str) -> None:
+        """Leave the run for the next process: its record, hosts and keys stay."""
+        self._suspended.add(run_id)
+        self.provider.forget(run_id)
+        prepared = self._prepared.pop(run_id, None)
+        self._executions.pop(run_id, None)
+        if prepared is not None:
+            prepared.forget_secrets()
+        log.info("run.suspended")
 
     async def _cleanup(
         self, run_id: str, workdir: Path, status: RunStatus, reason: str | None

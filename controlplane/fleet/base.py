@@ -76,6 +76,14 @@ class FleetProvider(Protocol):
         """Take back ``run_id``'s hosts after a restart, so release stops them."""
         ...
 
+    def forget(self, run_id: str) -> None:
+        """Let go of ``run_id``'s hosts without stopping them.
+
+        For a control plane that stops while the run goes on: the next
+        process adopts the hosts (``adopt``) and resumes the run on them.
+        """
+        ...
+
     async def close(self) -> None:
         """Release every host still held."""
         ...

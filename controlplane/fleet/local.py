@@ -244,6 +244,9 @@ class LocalProvider:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
+                # A Ctrl-C meant for the control plane must not stop its
+                # hosts: a run goes on when the control plane comes back.
+                start_new_session=True,
             )
             line = await _first_line(process)
         except BaseException:
@@ -320,6 +323,15 @@ class LocalProvider:
             log.info("host.adopted", host=host.name, alive=adopted[-1].alive())
             index = int(host.name.rsplit("-h", 1)[-1])
             self._next_index[run_id] = max(self._next_index.get(run_id, 0), index + 1)
+
+    def forget(self, run_id: str) -> None:
+        """Leave ``run_id``'s hosts running for the next control plane process.
+
+        They stop by themselves if none adopts them within their idle timeout.
+        """
+        for local in self._live.pop(run_id, []):
+            log.info("host.left_running", host=local.host.name)
+        self._next_index.pop(run_id, None)
 
     async def close(self) -> None:
         for run_id in list(self._live):

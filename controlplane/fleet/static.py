@@ -217,6 +217,17 @@ class StaticProvider:
             place.in_use = True
             log.info("host.adopted", host=host.name)
 
+    def forget(self, run_id: str) -> None:
+        """Free ``run_id``'s places here, leaving its shards on the hosts.
+
+        The control plane is stopping; the next process adopts the places
+        again when it resumes the run.
+        """
+        for place in self._places:
+            if place.run_id == run_id:
+                self._free_place(place)
+        log.info("lease.left_running", run_id=run_id)
+
     async def close(self) -> None:
         """Release every run's places."""
         for run_id in {p.run_id for p in self._places if p.run_id is not None}:

@@ -223,6 +223,8 @@ class Dispatcher:
     def __init__(self, store: ArtifactStore, *, poll_interval_s: float) -> None:
         self.store = store
         self.poll_interval_s = poll_interval_s
+        # Set while the control plane stops with runs to resume later.
+        self.suspending = False
 
     async def run_shard(
         self,
@@ -294,7 +296,9 @@ class Dispatcher:
                 await self._collect(conn, harness, shard_dir, results)
             await conn.run(quote("rm", "-rf", shard_dir), check=False)
         except asyncio.CancelledError:
-            if started:
+            # A control plane that suspends leaves the shard running for the
+            # next process to follow; any other cancellation stops it.
+            if started and not self.suspending:
                 await self._stop_quietly(conn, harness, shard_dir)
             raise
         finally:

@@ -72,5 +72,11 @@ class RefusingProvider:
     async def release(self, run_id: str) -> None:
         return None
 
+    def adopt(self, run_id: str, hosts: list[Host]) -> None:
+        return None
+
+    def forget(self, run_id: str) -> None:
+        return None
+
     async def close(self) -> None:
         return None

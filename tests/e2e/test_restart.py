@@ -45,7 +45,8 @@ class Server:
             self.log.close()
             self.log = None
 
-    def start(self) -> None:
+    def start(self, *, shutdown: str = "stop") -> None:
+        """Start serving; ``shutdown`` is what a SIGTERM does to runs in flight."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -55,6 +56,7 @@ class Server:
             "TRACELOOM_CHROMIUM_PATH": CHROMIUM,
             "TRACELOOM_POLL_INTERVAL_S": "0.2",
             "TRACELOOM_LOCAL_IDLE_TIMEOUT_S": "60",
+            "TRACELOOM_SHUTDOWN": shutdown,
         }
         self._close_log()
         self.log = (self.data_dir.parent / "server.log").open("ab")
@@ -164,6 +166,31 @@ def test_run_resumes_on_its_hosts_after_kill_9(server: Server, tmp_path: Path) -
         f"f{n} t{m}" for n in range(4) for m in (1, 2)
     )
     assert run["counts"]["passed"] == 8
+    assert not traceloom_processes(run_id)
+
+
+def test_a_graceful_restart_loses_no_run(server: Server, tmp_path: Path) -> None:
+    """SIGTERM (a redeploy) leaves the run going on its hosts; it resumes there."""
+    repo = _suite(tmp_path)
+    server.stop()
+    server.start(shutdown="suspend")
+    run_id = server.call("POST", "/api/runs", run_body(repo, serverCount=2))["id"]
+    before = server.wait(run_id, lambda r: r["counts"]["passed"] >= 1, 120)
+
+    server.stop()
+    between = traceloom_processes(run_id)
+    server.start()
+    run = server.wait(run_id, lambda r: r["status"] in FINISHED, 180)
+    tests = server.call("GET", f"/api/runs/{run_id}/tests")["tests"]
+
+    assert between, "the run's hosts and shards went on while it was down"
+    assert run["status"] == "passed", run["reason"]
+    assert sorted(t["title"] for t in tests) == sorted(
+        f"f{n} t{m}" for n in range(4) for m in (1, 2)
+    )
+    assert run["counts"] == {**before["counts"], "total": 8, "passed": 8}
+    assert {s["host"] for s in run["shards"]} == {s["host"] for s in before["shards"]}
+    assert all(s["status"] == "passed" for s in run["shards"])
     assert not traceloom_processes(run_id)
 
 
