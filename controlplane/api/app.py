@@ -11,6 +11,7 @@ from controlplane.api.appkeys import DB, ENGINE, METRICS, SETTINGS, STORE
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
+from controlplane.fleet.ec2 import Ec2Config, Ec2Provider
 from controlplane.fleet.local import LocalProvider
 from controlplane.logs import get_logger
 from controlplane.metrics import Metrics
@@ -22,7 +23,10 @@ from controlplane.storage.db import Database
 log = get_logger(__name__)
 
 
-def make_provider(settings: Settings) -> FleetProvider:
+def make_provider(settings: Settings, *, db: Database | None = None) -> FleetProvider:
+    """The fleet provider the settings name; ``db`` records cloud instance use."""
+    if settings.fleet == "ec2":
+        return Ec2Provider(config=Ec2Config.from_settings(settings), usage=db)
     if settings.fleet == "local":
         return LocalProvider(
             hosts_dir=settings.hosts_dir,
@@ -31,7 +35,9 @@ def make_provider(settings: Settings) -> FleetProvider:
             chromium_path=settings.chromium_path,
             idle_timeout_s=settings.local_idle_timeout_s,
         )
-    raise TraceLoomError(f"unknown fleet provider {settings.fleet!r}; use 'local'")
+    raise TraceLoomError(
+        f"unknown fleet provider {settings.fleet!r}; use 'local' or 'ec2'"
+    )
 
 
 def make_app(
@@ -50,7 +56,7 @@ def make_app(
         async with Database.open(settings.db_path) as db:
             app[DB] = db
             app[STORE] = LocalArtifactStore(settings.artifacts_dir)
-            fleet = provider or make_provider(settings)
+            fleet = provider or make_provider(settings, db=db)
             engine = RunEngine(
                 settings=settings,
                 db=db,
@@ -67,6 +73,11 @@ def make_app(
                     " Playwright's own downloaded browsers, if any",
                 )
             await engine.recover()
+            if isinstance(fleet, Ec2Provider):
+                if fleet.usage is None:
+                    fleet.usage = db
+                # Independent of any run: instances left by a crash go too.
+                fleet.start_reaper(db.run_status)
             try:
                 yield
             finally:

@@ -33,6 +33,7 @@ from controlplane.domain import (
     new_id,
 )
 from controlplane.errors import Conflict, InvalidRequest, NotFound
+from controlplane.fleet.usage import usage_json
 from controlplane.logs import get_logger, redact_text
 from controlplane.storage.db import RunFilter
 from controlplane.storage.keys import AuthenticatedKey
@@ -114,11 +115,21 @@ def run_json(
     run: Run,
     shards: list[Shard],
     done_by_shard: dict[int, int] | None = None,
+    instances: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A run with its shards; ``testsDone`` counts the results each shard has."""
+    """A run with its shards; ``testsDone`` counts the results each shard has.
+
+    A run that used cloud instances also has ``fleet``: each instance's type,
+    lifecycle and hours, and the run's estimated cost.
+    """
     done = done_by_shard or {}
+    extra: dict[str, Any] = {}
+    if instances:
+        end = run.finished_at if run.status.finished else None
+        extra["fleet"] = usage_json(instances, now=end)
     return {
         **run_summary_json(request, run),
+        **extra,
         "shards": [
             {
                 "index": s.index,
@@ -297,7 +308,11 @@ async def get_run(request: web.Request) -> web.Response:
     db = request.app[DB]
     return web.json_response(
         run_json(
-            request, run, await db.shards(run.id), await db.tests_done_by_shard(run.id)
+            request,
+            run,
+            await db.shards(run.id),
+            await db.tests_done_by_shard(run.id),
+            await db.instances(run.id),
         )
     )
 

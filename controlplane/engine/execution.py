@@ -89,6 +89,15 @@ class RunExecution:
     async def execute(self) -> None:
         """Get the hosts, run every worker to the end, record empty shards."""
         hosts = await self.provider.acquire(self.run.id, self.host_count)
+        if len(hosts) < self.host_count:
+            # Partial capacity (a cloud fleet short of instances): the work
+            # is planned again over the hosts there are.
+            log.warning("hosts.partial", asked=self.host_count, got=len(hosts))
+            self.queue = WorkQueue(
+                self.prepared.items,
+                hosts=len(hosts),
+                start_cost_s=self.prepared.start_cost_s,
+            )
         firsts = self.queue.first_batches()
         slots = [_Slot(next(self._next_slot), host) for host in hosts]
         await self.db.insert_shards(

@@ -18,7 +18,17 @@
 # shard starts). Every process of a shard carries TRACELOOM_SHARD=<token> in
 # its environment, so the whole tree can be found and stopped even when
 # Playwright starts browsers and web servers in sessions of their own.
+#
+# On an EC2 runner, a root service (runner-image/files/traceloom-notices.sh)
+# writes a Spot interruption notice or a rebalance recommendation from the
+# instance metadata to $TRACELOOM_NOTICE_FILE; the shard's runner user may
+# not reach the metadata itself. A running shard that sees the notice stops
+# at once, keeps what it reported, and copies the notice to SHARD_DIR/notice,
+# which poll announces (notice=yes) so the control plane moves the rest.
 set -u
+
+NOTICE_FILE=${TRACELOOM_NOTICE_FILE:-/run/traceloom/instance-notice}
+NOTICE_INTERVAL_S=${TRACELOOM_NOTICE_INTERVAL_S:-2}
 
 HARNESS_DIR=$(cd "$(dirname "$0")" && pwd)
 
@@ -111,6 +121,17 @@ cmd_run() {
         kill_shard "$token"
     ) &
     watchdog=$!
+    (
+        while [ ! -s "$NOTICE_FILE" ]; do
+            sleep "$NOTICE_INTERVAL_S"
+        done
+        cp "$NOTICE_FILE" "$dir/notice.tmp" && mv "$dir/notice.tmp" "$dir/notice"
+        # The watchdog first: its sleep is one of the shard's processes, and
+        # it must not take the stop for a timeout.
+        kill "$watchdog" 2>/dev/null
+        kill_shard "$token"
+    ) &
+    notice_watch=$!
 
     date +%s%3N >"$dir/started_ms"
     echo running >"$dir/state"
@@ -151,7 +172,7 @@ cmd_run() {
         echo "no node_modules/.bin/playwright at or above $(pwd)" >>"$dir/playwright.log"
     fi
 
-    kill "$watchdog" 2>/dev/null
+    kill "$watchdog" "$notice_watch" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
     kill_shard "$token" "$$"
     echo "$code" >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
@@ -165,8 +186,10 @@ cmd_poll() {
     code=$(cat "$dir/exit_code" 2>/dev/null || echo -)
     timed_out=no
     [ -f "$dir/timed_out" ] && timed_out=yes
+    notice=no
+    [ -f "$dir/notice" ] && notice=yes
     started=$(cat "$dir/started_ms" 2>/dev/null || echo -)
-    echo "state=$state exit=$code timed_out=$timed_out started=$started"
+    echo "state=$state exit=$code timed_out=$timed_out started=$started notice=$notice"
     if [ -f "$dir/events.jsonl" ]; then
         tail -c "+$((offset + 1))" "$dir/events.jsonl" | head -c 4194304
     fi

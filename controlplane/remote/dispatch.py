@@ -142,11 +142,15 @@ class Dispatcher:
                 )
                 started = True
                 log.info("shard.dispatched", host=host.name, files=len(job.files))
-            exit_code, timed_out = await self._follow(
+            exit_code, timed_out, notice = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )
             log_tail = await self._log_tail(conn, shard_dir)
             await self._collect(conn, harness, shard_dir, results)
+            if notice:
+                # What it reported and attached is kept; the rest is the lost
+                # host's unfinished work, moved to another host.
+                raise HostError(await self._notice(conn, shard_dir))
             await conn.run(quote("rm", "-rf", shard_dir), check=False)
         except asyncio.CancelledError:
             if started:
@@ -226,7 +230,8 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
-    ) -> tuple[int | None, bool]:
+    ) -> tuple[int | None, bool, bool]:
+        """Feed events until the shard is done: exit code, timed out, notice."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
         offset = 0
@@ -249,7 +254,11 @@ class Dispatcher:
             if fields.get("state") == "done" and not chunk:
                 code = fields.get("exit", "-")
                 exit_code = int(code) if code.lstrip("-").isdigit() else None
-                return exit_code, stopped_here or fields.get("timed_out") == "yes"
+                return (
+                    exit_code,
+                    stopped_here or fields.get("timed_out") == "yes",
+                    fields.get("notice") == "yes",
+                )
             if fields.get("state") == "missing":
                 raise HostError(f"shard folder vanished on {conn.host.name}")
             if loop.time() > deadline and not stopped_here:
@@ -260,6 +269,15 @@ class Dispatcher:
                 stopped_here = True
             if not chunk:
                 await asyncio.sleep(self.poll_interval_s)
+
+    async def _notice(self, conn: HostConnection, shard_dir: str) -> str:
+        """Why the host stopped the shard: its instance's notice, in one line."""
+        text = await conn.run(
+            quote("head", "-c", "500", f"{shard_dir}/notice"), check=False
+        )
+        notice = " ".join(text.stdout.decode(errors="replace").split())
+        log.warning("host.notice", host=conn.host.name, notice=notice)
+        return f"{conn.host.name} is going away ({notice or 'instance notice'})"
 
     async def _log_tail(self, conn: HostConnection, shard_dir: str) -> str:
         tail = await conn.run(
