@@ -181,10 +181,8 @@ def fleet_request(spec: LaunchSpec) -> dict[str, Any]:
         ],
     }
     if spec.lifecycle == "spot":
-        request["TargetCapacitySpecification"]["SpotTargetCapacity"] = spec.count
         request["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized"}
     else:
-        request["TargetCapacitySpecification"]["OnDemandTargetCapacity"] = spec.count
         request["OnDemandOptions"] = {"AllocationStrategy": "lowest-price"}
     return request
 
