@@ -70,5 +70,5 @@ def usage_json(
         ),
         "hostHours": round(host_hours, 6),
         "unpricedHostHours": round(unpriced_hours, 6),
-        "estimatedCostUsd": round(cost, 6),
+        "estimatedCostUsd": round(cost, 12),
     }
