@@ -228,6 +228,9 @@ class Ec2Provider:
         client_key = self._client_keys.setdefault(
             run_id, asyncssh.generate_private_key("ssh-ed25519")
         )
+        # XXX: one host key per launch, shared by its instances (CreateFleet
+        # takes one user data for all); a launch template version and a fleet
+        # call per instance would give each its own, at N times the calls.
         host_key = asyncssh.generate_private_key("ssh-ed25519")
         readiness: list[asyncio.Task[Host]] = []
         try:
@@ -316,6 +319,9 @@ class Ec2Provider:
         """Spot with backoff, then on demand; readiness starts per instance."""
         api = await self.api()
         launch_id = uuid.uuid4().hex[:12]
+        # XXX: the expiry is fixed at launch (the IAM policy allows tags only
+        # then), so a run longer than instance_lifetime_s loses its instances
+        # to the reaper; extending it needs ec2:CreateTags on live runners.
         tags = {
             TAG_MANAGED: "true",
             TAG_DEPLOYMENT: self.config.deployment_name,

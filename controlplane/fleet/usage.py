@@ -45,6 +45,8 @@ def usage_json(
         hours = 0.0
         if launched is not None:
             hours = max(0.0, ((ended or now) - launched) / 3600)
+        # XXX: on-demand instances have no price here; the AWS Price List API
+        # (pricing:GetProducts) would give one, with a permission more.
         price = record.get("priceUsdPerHour")
         host_hours += hours
         if price is None:

@@ -16,8 +16,9 @@ import asyncssh
 import attrs
 import pytest
 
+from controlplane.api.app import make_provider
 from controlplane.domain import GitSource, Run, RunRequest, RunStatus
-from controlplane.errors import HostError
+from controlplane.errors import HostError, TraceLoomError
 from controlplane.fleet.ec2 import Ec2Provider, Endpoint
 from controlplane.fleet.ec2_api import (
     TAG_DEPLOYMENT,
@@ -28,6 +29,7 @@ from controlplane.fleet.ec2_api import (
     parse_expiry,
 )
 from controlplane.remote.ssh import HostConnection
+from controlplane.settings import settings_from_env
 from controlplane.storage.db import Database
 from tests.fleet.ec2_fakes import INSTANCE_TYPES, LoopbackInstances, MotoEc2, moto_ec2
 
@@ -413,3 +415,41 @@ def _nothing_running(moto: MotoEc2) -> Any:
         return await moto.running() == []
 
     return check()
+
+
+class TestSettings:
+    def test_the_ec2_fleet_is_made_from_the_terraform_settings(
+        self, tmp_path: Path
+    ) -> None:
+        """The settings Terraform writes configure the provider, lists split."""
+        settings = settings_from_env(
+            {
+                "TRACELOOM_FLEET": "ec2",
+                "TRACELOOM_LAUNCH_TEMPLATE_ID": "lt-0123456789abcdef0",
+                "TRACELOOM_SUBNET_IDS": "subnet-a, subnet-b",
+                "TRACELOOM_INSTANCE_TYPES": "c7i.large,m7i.large",
+                "TRACELOOM_MAX_INSTANCES": "12",
+                "TRACELOOM_ON_DEMAND_FILL": "true",
+                "TRACELOOM_DEPLOYMENT_NAME": "prod",
+            },
+            data_dir=tmp_path,
+        )
+
+        provider = make_provider(settings)
+
+        assert isinstance(provider, Ec2Provider)
+        assert provider.config.subnet_ids == ("subnet-a", "subnet-b")
+        assert provider.config.instance_types == ("c7i.large", "m7i.large")
+        assert provider.config.max_instances == 12
+        assert provider.config.on_demand_fill is True
+        assert provider.config.deployment_name == "prod"
+
+    def test_missing_ec2_settings_are_named(self, tmp_path: Path) -> None:
+        """Without a template, subnets or types the error names each variable."""
+        settings = settings_from_env({"TRACELOOM_FLEET": "ec2"}, data_dir=tmp_path)
+
+        with pytest.raises(TraceLoomError) as caught:
+            make_provider(settings)
+
+        for name in ("LAUNCH_TEMPLATE_ID", "SUBNET_IDS", "INSTANCE_TYPES"):
+            assert f"TRACELOOM_{name}" in str(caught.value)
