@@ -267,3 +267,52 @@ async def _shard_past_first_test(
         assert run["status"] not in FINISHED, run
         await asyncio.sleep(0.2)
     raise AssertionError(f"no shard of {run_id} reported a test of {file}")
+
+
+async def test_quota_with_no_host_at_all_ends_the_run_errored_with_the_reason(
+    ec2_client: tuple[TestClient[Any, Any], dict[str, str]],
+    moto: MotoEc2,
+    loopback: LoopbackInstances,
+    tmp_path: Path,
+) -> None:
+    """Spot and on-demand quotas both reached: errored, the quota named."""
+    client, auth = ec2_client
+    moto.capacity.spot = 0
+    moto.capacity.spot_error = "MaxSpotInstanceCountExceeded"
+    repo = make_repo(
+        tmp_path / "repo", tiny_suite({"tests/a.spec.ts": spec(("a", ""))})
+    )
+
+    created = await client.post("/api/runs", json=run_body(repo), headers=auth)
+    run = await _wait(client, auth, (await created.json())["id"])
+
+    assert run["status"] == "errored"
+    assert "account quota" in run["reason"]
+    assert "MaxSpotInstanceCountExceeded" in run["reason"]
+    assert await moto.running() == []
+
+
+async def test_cancelled_run_terminates_its_instances(
+    ec2_client: tuple[TestClient[Any, Any], dict[str, str]],
+    moto: MotoEc2,
+    loopback: LoopbackInstances,
+    tmp_path: Path,
+) -> None:
+    """A run cancelled mid-test ends cancelled with no instance or process left."""
+    client, auth = ec2_client
+    slow = "await new Promise((r) => setTimeout(r, 60000));"
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite({"tests/slow.spec.ts": spec(("s1", ""), ("s2", slow))}),
+    )
+    created = await client.post("/api/runs", json=run_body(repo), headers=auth)
+    run_id = (await created.json())["id"]
+    await _shard_past_first_test(client, auth, run_id, "tests/slow.spec.ts")
+
+    cancelled = await client.post(f"/api/runs/{run_id}/cancel", headers=auth)
+    run = await _wait(client, auth, run_id)
+
+    assert cancelled.status == 200
+    assert run["status"] == "cancelled"
+    assert all(i["terminatedAt"] for i in run["fleet"]["instances"])
+    await _nothing_left(moto, loopback, run_id)

@@ -161,8 +161,9 @@ def _patch_moto(monkeypatch: pytest.MonkeyPatch, capacity: FleetCapacity) -> Non
             }
         )
         answer = original_fleet(self)
-        fleet = self.ec2_backend.get_fleet(answer.result["FleetId"])
-        answer.result["Errors"] = fleet.__dict__.get("traceloom_errors", [])
+        result: dict[str, Any] = answer.result  # type: ignore[assignment]
+        fleet = self.ec2_backend.get_fleet(result["FleetId"])
+        result["Errors"] = fleet.__dict__.get("traceloom_errors", [])
         return answer
 
     monkeypatch.setattr(
