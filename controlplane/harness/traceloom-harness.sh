@@ -158,7 +158,12 @@ cmd_run() {
         set -- "$@" "/^$escaped\$/$line"
     done <"$dir/args"
     code=127
-    if playwright=$(find_playwright "$(pwd)"); then
+    if [ -s "$NOTICE_FILE" ]; then
+        # The instance is already going away: start nothing, say why.
+        cp "$NOTICE_FILE" "$dir/notice"
+        echo "instance notice: $(cat "$NOTICE_FILE")" >>"$dir/playwright.log"
+        code=143
+    elif playwright=$(find_playwright "$(pwd)"); then
         # The suite's variables apply to Playwright only, never to the
         # harness's own commands (a suite's PATH cannot break the watchdog).
         (
