@@ -12,6 +12,7 @@ from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
 from controlplane.fleet.ec2 import Ec2Config, Ec2Provider
+from controlplane.fleet.ec2_reaper import Ec2Reaper
 from controlplane.fleet.local import LocalProvider
 from controlplane.logs import get_logger
 from controlplane.metrics import Metrics
@@ -73,14 +74,18 @@ def make_app(
                     " Playwright's own downloaded browsers, if any",
                 )
             await engine.recover()
+            reaper = None
             if isinstance(fleet, Ec2Provider):
                 if fleet.usage is None:
                     fleet.usage = db
                 # Independent of any run: instances left by a crash go too.
-                fleet.start_reaper(db.run_status)
+                reaper = Ec2Reaper(fleet, db.run_status)
+                reaper.start()
             try:
                 yield
             finally:
+                if reaper is not None:
+                    await reaper.stop()
                 await engine.close()
                 await fleet.close()
 

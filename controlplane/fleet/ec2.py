@@ -17,9 +17,8 @@ on with those; one that gets none ends the run with EC2's reasons. Live
 instances in the account never exceed ``max_instances``.
 
 Every instance is tagged with the deployment, the run and an expiry, is
-terminated when its run releases it, and is otherwise found by the reaper:
-instances whose run is finished or unknown, or whose expiry has passed, are
-terminated whatever happened to the process that launched them.
+terminated when its run releases it, and is otherwise found by the reaper
+(``ec2_reaper``), whatever happened to the process that launched it.
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ import asyncssh
 import attrs
 from aiobotocore.config import AioConfig
 
-from controlplane.domain import RunStatus
 from controlplane.errors import HostError, TraceLoomError
 from controlplane.fleet.base import Host
 from controlplane.fleet.ec2_api import (
@@ -57,7 +55,6 @@ from controlplane.fleet.ec2_api import (
     Lifecycle,
     client_token,
     expiry_tag,
-    parse_expiry,
 )
 from controlplane.fleet.usage import UsageStore
 from controlplane.logs import get_logger
@@ -144,7 +141,6 @@ class Endpoint:
 
 
 Resolver = Callable[[Instance], Awaitable[Endpoint]]
-RunStatusLookup = Callable[[str], Awaitable[RunStatus | None]]
 
 
 @attrs.define
@@ -177,7 +173,6 @@ class Ec2Provider:
         self._api: Ec2Api | None = None
         self._api_lock = asyncio.Lock()
         self._template_tags: dict[str, dict[str, str]] | None = None
-        self._reaper: asyncio.Task[None] | None = None
 
     # -- the EC2 client ----------------------------------------------------
 
@@ -517,7 +512,7 @@ class Ec2Provider:
             log.warning(
                 "instance.not_ready", instance=launched.instance_id, error=str(exc)
             )
-            await asyncio.shield(self._terminate(run_id, [launched.instance_id]))
+            await asyncio.shield(self.terminate(run_id, [launched.instance_id]))
             raise HostError(f"instance {launched.instance_id}: {exc}") from exc
         log.info("host.started", host=host.name, address=host.address)
         return host
@@ -584,11 +579,12 @@ class Ec2Provider:
             ids.update(i.instance_id for i in tagged)
         except Ec2Error as exc:
             log.error("fleet.describe_failed", run_id=run_id, error=str(exc))
-        await self._terminate(run_id, sorted(ids))
+        await self.terminate(run_id, sorted(ids))
         async with self._capacity:
             self._capacity.notify_all()
 
-    async def _terminate(self, run_id: str | None, ids: Sequence[str]) -> None:
+    async def terminate(self, run_id: str | None, ids: Sequence[str]) -> None:
+        """Terminate ``ids`` (of ``run_id``, when known) and note when."""
         if not ids:
             return
         try:
@@ -615,80 +611,11 @@ class Ec2Provider:
             log.info("host.adopted", host=host.name)
 
     async def close(self) -> None:
-        """Stop the reaper, terminate what is still held, close the client."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
-            self._reaper = None
+        """Terminate what is still held, close the client."""
         for run_id in list(self._live):
             await self.release(run_id)
         await self._stack.aclose()
         self._api = None
-
-    # -- the reaper ----------------------------------------------------------
-
-    async def reap(self, run_status: RunStatusLookup) -> list[str]:
-        """Terminate this deployment's instances that no live run needs.
-
-        An instance goes when its run is finished or unknown to the database,
-        when it has no run tag, or when its expiry tag has passed (or is
-        missing). Returns the ids terminated.
-        """
-        api = await self.api()
-        instances = await api.describe(
-            tags={TAG_MANAGED: "true", TAG_DEPLOYMENT: self.config.deployment_name},
-            states=LIVE_STATES,
-        )
-        now = time.time()
-        doomed: dict[str | None, list[str]] = {}
-        for instance in instances:
-            run_id = instance.tags.get(TAG_RUN)
-            why, known = await _reap_reason(instance, run_id, now, run_status)
-            if why is None:
-                continue
-            log.warning(
-                "instance.reaped", instance=instance.instance_id, run_id=run_id, why=why
-            )
-            doomed.setdefault(run_id if known else None, []).append(
-                instance.instance_id
-            )
-        for run_id, ids in doomed.items():
-            await self._terminate(run_id, ids)
-        return sorted(i for ids in doomed.values() for i in ids)
-
-    def start_reaper(self, run_status: RunStatusLookup) -> None:
-        """Reap now and then every ``reap_interval_s``, until ``close``."""
-
-        async def loop() -> None:
-            while True:
-                try:
-                    await self.reap(run_status)
-                except Ec2Error as exc:
-                    log.error("reaper.failed", error=str(exc))
-                await asyncio.sleep(self.config.reap_interval_s)
-
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(loop(), name="ec2-reaper")
-
-
-async def _reap_reason(
-    instance: Instance, run_id: str | None, now: float, run_status: RunStatusLookup
-) -> tuple[str | None, bool]:
-    """Why ``instance`` should go (None to keep it), and whether its run is known."""
-    expires = parse_expiry(instance.tags.get(TAG_EXPIRES, ""))
-    status = await run_status(run_id) if run_id else None
-    known = status is not None
-    if expires is None:
-        return "it has no valid expiry tag", known
-    if expires <= now:
-        return "its expiry passed", known
-    if not run_id:
-        return "it has no run tag", known
-    if status is None:
-        return "its run is unknown", known
-    if status.finished:
-        return f"its run is {status.value}", known
-    return None, known
 
 
 async def _answers_ssh(host: Host, deadline: float) -> None:

@@ -15,8 +15,9 @@ from typing import Any
 import asyncssh
 import attrs
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from controlplane.api.app import make_provider
+from controlplane.api.app import make_app, make_provider
 from controlplane.domain import GitSource, Run, RunRequest, RunStatus
 from controlplane.errors import HostError, TraceLoomError
 from controlplane.fleet.ec2 import Ec2Provider, Endpoint
@@ -28,8 +29,9 @@ from controlplane.fleet.ec2_api import (
     Instance,
     parse_expiry,
 )
+from controlplane.fleet.ec2_reaper import Ec2Reaper
 from controlplane.remote.ssh import HostConnection
-from controlplane.settings import settings_from_env
+from controlplane.settings import Settings, settings_from_env
 from controlplane.storage.db import Database
 from tests.fleet.ec2_fakes import INSTANCE_TYPES, LoopbackInstances, MotoEc2, moto_ec2
 
@@ -382,7 +384,7 @@ class TestReaper:
             restarted = make()
             restarted.usage = db
 
-            reaped = await restarted.reap(db.run_status)
+            reaped = await Ec2Reaper(restarted, db.run_status).sweep()
 
             assert reaped == sorted([finished.handle, unknown.handle, expired.handle])
             assert sorted(await moto.running()) == sorted(
@@ -391,7 +393,7 @@ class TestReaper:
             records = await db.instances(runs["finished"].id)
             assert records[0]["terminatedAt"] is not None
 
-    async def test_reaper_runs_by_itself_until_closed(
+    async def test_reaper_runs_by_itself_until_stopped(
         self, moto: MotoEc2, make: Factory, tmp_path: Path
     ) -> None:
         """Started once, the reaper finds a finished run's instance on its own."""
@@ -400,14 +402,17 @@ class TestReaper:
             await db.insert_run(run)
             launcher = make()
             await launcher.acquire(run.id, 1)
-            reaper = make(reap_interval_s=0.3)
-            reaper.start_reaper(db.run_status)
-            await asyncio.sleep(1.0)
-            assert len(await moto.running()) == 1
+            reaper = Ec2Reaper(make(reap_interval_s=0.3), db.run_status)
+            reaper.start()
+            try:
+                await asyncio.sleep(1.0)
+                assert len(await moto.running()) == 1
 
-            await db.update_run(run.id, status=RunStatus.FAILED)
+                await db.update_run(run.id, status=RunStatus.FAILED)
 
-            await wait_until(lambda: _nothing_running(moto))
+                await wait_until(lambda: _nothing_running(moto))
+            finally:
+                await reaper.stop()
 
 
 def _nothing_running(moto: MotoEc2) -> Any:
@@ -453,3 +458,21 @@ class TestSettings:
 
         for name in ("LAUNCH_TEMPLATE_ID", "SUBNET_IDS", "INSTANCE_TYPES"):
             assert f"TRACELOOM_{name}" in str(caught.value)
+
+
+class TestRestart:
+    async def test_a_restarted_control_plane_reaps_what_a_crashed_one_left(
+        self, moto: MotoEc2, make: Factory, settings: Settings
+    ) -> None:
+        """The app's reaper, at start, ends a finished and an unknown run's hosts."""
+        async with Database.open(settings.db_path) as db:
+            run = _run(f"{RUN}_done", RunStatus.FAILED)
+            await db.insert_run(run)
+        crashed = make()
+        await crashed.acquire(run.id, 1)
+        await crashed.acquire(f"{RUN}_unknown", 1)
+        assert len(await moto.running()) == 2
+
+        app = make_app(settings=settings, provider=make())
+        async with TestClient(TestServer(app)):
+            await wait_until(lambda: _nothing_running(moto))
