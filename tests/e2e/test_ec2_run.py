@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from controlplane.api import openapi
 from controlplane.api.app import make_app
 from controlplane.api.appkeys import DB
 from controlplane.fleet.ec2 import Ec2Provider
@@ -151,7 +153,17 @@ async def test_run_on_spot_instances_gives_exact_results_and_leaves_nothing(
     assert fleet["estimatedCostUsd"] == pytest.approx(
         sum(i["hostHours"] for i in fleet["instances"]) * MOTO_SPOT_PRICE, rel=1e-2
     )
+    _matches_the_openapi_run_schema(run)
     await _nothing_left(moto, loopback, run_id)
+
+
+def _matches_the_openapi_run_schema(run: dict[str, Any]) -> None:
+    """The answer, ``fleet`` included, is what the OpenAPI document says."""
+    document = openapi.document()
+    schema = {"$ref": "#/components/schemas/Run", "components": document["components"]}
+    jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.FormatChecker()
+    ).validate(run)
 
 
 class _FakeImds:
