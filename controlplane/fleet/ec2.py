@@ -195,11 +195,6 @@ class Ec2Provider:
                 self._api = Ec2Api(client)
             return self._api
 
-    @property
-    def live_count(self) -> int:
-        """Instances this process holds for runs, or is launching."""
-        return sum(len(t) for t in self._live.values()) + self._reserved
-
     def held(self, run_id: str) -> list[str]:
         """Ids of the instances held for ``run_id``."""
         return sorted(self._live.get(run_id, {}))
