@@ -122,8 +122,15 @@ cmd_run() {
     ) &
     watchdog=$!
     (
+        # Its naps are not the shard's processes: stopping the shard must
+        # not find a new one every round. Stopped itself, it ends its nap.
+        unset TRACELOOM_SHARD
+        nap=
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
         while [ ! -s "$NOTICE_FILE" ]; do
-            sleep "$NOTICE_INTERVAL_S"
+            sleep "$NOTICE_INTERVAL_S" &
+            nap=$!
+            wait "$nap"
         done
         cp "$NOTICE_FILE" "$dir/notice.tmp" && mv "$dir/notice.tmp" "$dir/notice"
         # The watchdog first: its sleep is one of the shard's processes, and
