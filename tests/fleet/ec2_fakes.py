@@ -400,7 +400,7 @@ class LoopbackInstances:
                 await asyncio.wait_for(host.process.wait(), 15)
             except TimeoutError:
                 host.process.kill()
-                await host.process.wait()
+                await asyncio.wait_for(host.process.wait(), 15)
         await asyncio.to_thread(kill_marked, f"TRACELOOM_HOST={host.name}")
 
     async def close(self) -> None:

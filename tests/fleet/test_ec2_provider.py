@@ -48,7 +48,7 @@ async def moto(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MotoEc2]:
 async def loopback(moto: MotoEc2, tmp_path: Path) -> AsyncIterator[LoopbackInstances]:
     hosts = LoopbackInstances(moto, tmp_path / "instances", deps_dir=tmp_path / "deps")
     yield hosts
-    await hosts.close()
+    await asyncio.wait_for(hosts.close(), 60)
 
 
 Factory = Any
@@ -69,7 +69,8 @@ async def make(moto: MotoEc2, loopback: LoopbackInstances) -> AsyncIterator[Fact
 
     yield factory
     for provider in made:
-        await provider.close()
+        # Bounded: a close that hangs fails here, named, not at the test timeout.
+        await asyncio.wait_for(provider.close(), 60)
 
 
 async def wait_until(predicate: Any, timeout_s: float = 30.0) -> None:
