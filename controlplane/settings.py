@@ -107,6 +107,24 @@ class Settings:
     github_status_context: str = "traceloom"
     # The key that encrypts stored secrets; keep it apart from the database.
     secrets_key_file: Path | None = None
+    # The EC2 Spot fleet (fleet = "ec2"). The Terraform package sets these
+    # from its outputs; see the README's "Pointing TraceLoom at AWS".
+    launch_template_id: str = ""
+    # Comma-separated: CreateFleet gets one override per type and subnet.
+    subnet_ids: str = ""
+    instance_types: str = ""
+    # Runner instances alive at once in the account, over every run.
+    max_instances: int = 20
+    # Launch on-demand instances for what Spot cannot give, and only that.
+    on_demand_fill: bool = False
+    # How long Spot capacity is retried (with backoff) before going on.
+    capacity_wait_s: float = 120.0
+    # An instance's expiry tag: the reaper terminates it after this long.
+    instance_lifetime_s: float = 14400.0
+    ssh_ready_timeout_s: float = 300.0
+    reap_interval_s: float = 60.0
+    # Tags instances, so that the reaper only touches this deployment's.
+    deployment_name: str = "traceloom"
 
     @property
     def db_path(self) -> Path:

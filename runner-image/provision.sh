@@ -17,7 +17,8 @@
 #               the only step that runs without root (for yourself)
 #   ssh         sshd: keys only, no root login
 #   boot        image only: the boot service that installs the instance's
-#               SSH host key and client key from user data
+#               SSH host key and client key from user data, and the service
+#               that relays Spot interruption notices to the harness
 #   seal        image only, last: removes SSH host keys, authorized_keys
 #               and cloud-init state before the snapshot
 #
@@ -230,6 +231,8 @@ step_boot() {
     [ "$MODE" = image ] || die "the boot service reads EC2 user data; it is for PROVISION_MODE=image only"
     install -m 0755 "$files/traceloom-boot.sh" /usr/local/sbin/traceloom-boot
     install -m 0644 "$files/traceloom-boot.service" /etc/systemd/system/traceloom-boot.service
+    install -m 0755 "$files/traceloom-notices.sh" /usr/local/sbin/traceloom-notices
+    install -m 0644 "$files/traceloom-notices.service" /etc/systemd/system/traceloom-notices.service
 
     # Host keys come from the boot service, never from cloud-init.
     install -d -m 0755 /etc/cloud/cloud.cfg.d
@@ -250,8 +253,8 @@ EOF
             /etc/systemd/system/ssh.socket.d/addresses.conf
     fi
     systemctl daemon-reload
-    systemctl enable ssh.service traceloom-boot.service
-    log "installed traceloom-boot.service"
+    systemctl enable ssh.service traceloom-boot.service traceloom-notices.service
+    log "installed traceloom-boot.service and traceloom-notices.service"
 }
 
 step_seal() {

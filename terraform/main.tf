@@ -137,6 +137,7 @@ module "controlplane" {
   runner_subnet_ids     = local.private_subnet_ids
   runner_instance_types = var.runner_instance_types
   max_instances         = var.max_instances
+  allow_on_demand_fill  = var.allow_on_demand_fill
   ami_ssm_parameter_arn = module.runners.ami_ssm_parameter_arn
   artifacts_bucket_name = module.storage.artifacts_bucket_name
   sources_bucket_name   = module.storage.sources_bucket_name

@@ -203,6 +203,12 @@ variable "max_instances" {
   }
 }
 
+variable "allow_on_demand_fill" {
+  description = "Fill what Spot cannot give with on-demand runners (the missing count only), after Spot was retried."
+  type        = bool
+  default     = false
+}
+
 variable "enable_runner_ssm_session_manager" {
   description = "Give runners the AmazonSSMManagedInstanceCore policy (Session Manager shells for debugging). Runners otherwise have no AWS permission."
   type        = bool

@@ -30,6 +30,8 @@ from controlplane.dashboard.sessions import SessionStore
 from controlplane.engine.runs import RunEngine
 from controlplane.errors import TraceLoomError
 from controlplane.fleet.base import FleetProvider
+from controlplane.fleet.ec2 import Ec2Config, Ec2Provider
+from controlplane.fleet.ec2_reaper import Ec2Reaper
 from controlplane.fleet.inventory import load_inventory
 from controlplane.fleet.local import LocalProvider
 from controlplane.fleet.static import StaticProvider
@@ -52,7 +54,20 @@ from controlplane.storage.secrets import SecretStore, load_or_create_key
 log = get_logger(__name__)
 
 
-def make_provider(settings: Settings) -> FleetProvider:
+def make_provider(
+    settings: Settings, *, db: Database | None = None, aws: Aws | None = None
+) -> FleetProvider:
+    """The fleet provider the settings name; ``db`` records cloud instance use.
+
+    The EC2 provider shares ``aws``'s session (one credential chain for S3 and
+    EC2).
+    """
+    if settings.fleet == "ec2":
+        return Ec2Provider(
+            config=Ec2Config.from_settings(settings),
+            usage=db,
+            session=aws.session if aws is not None else None,
+        )
     if settings.fleet == "local":
         return LocalProvider(
             hosts_dir=settings.hosts_dir,
@@ -68,7 +83,7 @@ def make_provider(settings: Settings) -> FleetProvider:
             )
         return StaticProvider(load_inventory(Path(settings.inventory)))
     raise TraceLoomError(
-        f"unknown fleet provider {settings.fleet!r}; use 'local' or 'static'"
+        f"unknown fleet provider {settings.fleet!r}; use 'local', 'static' or 'ec2'"
     )
 
 
@@ -127,7 +142,7 @@ def make_app(
             )
             notifier = make_notifier(settings, db, webhooks)
             app[NOTIFIER] = notifier
-            fleet = provider or make_provider(settings)
+            fleet = provider or make_provider(settings, db=db, aws=aws)
             engine = RunEngine(
                 settings=settings,
                 db=db,
@@ -168,9 +183,18 @@ def make_app(
             await app[SESSIONS].purge_expired()
             await notifier.start()
             await schedules.start()
+            reaper = None
+            if isinstance(fleet, Ec2Provider):
+                if fleet.usage is None:
+                    fleet.usage = db
+                # Independent of any run: instances left by a crash go too.
+                reaper = Ec2Reaper(fleet, db.run_status)
+                reaper.start()
             try:
                 yield
             finally:
+                if reaper is not None:
+                    await reaper.stop()
                 await schedules.close()
                 await engine.close()
                 await notifier.close()

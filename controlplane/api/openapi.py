@@ -139,6 +139,38 @@ _SHARD = _obj(
     }
 )
 
+_NUMBER = {"type": "number", "minimum": 0}
+
+_FLEET = {
+    **_obj(
+        {
+            "instances": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "instanceId": _STRING,
+                        "instanceType": _nullable(_STRING),
+                        "lifecycle": _nullable({"enum": ["spot", "on-demand"]}),
+                        "zone": _nullable(_STRING),
+                        "launchedAt": _nullable(_TIME),
+                        "terminatedAt": _nullable(_TIME),
+                        "hostHours": _NUMBER,
+                        "priceUsdPerHour": _nullable(_NUMBER),
+                    }
+                ),
+            },
+            "instanceTypes": {"type": "array", "items": _STRING},
+            "hostHours": _NUMBER,
+            "unpricedHostHours": _NUMBER,
+            "estimatedCostUsd": _NUMBER,
+        }
+    ),
+    "description": "Cloud instances the run used (EC2 fleet only): each one's"
+    " type, lifecycle and hours; the cost estimated from the Spot price each"
+    " instance's type had in its zone at launch (on-demand hours are not"
+    " priced).",
+}
+
 _TEST = _obj(
     {
         "id": _STRING,
@@ -767,7 +799,15 @@ def _schemas(max_server_count: int) -> Schema:
                 **_SURVEY_PROPERTIES,
                 "shards": {"type": "array", "items": _SHARD},
                 **_RUN_RECORD_PROPERTIES,
-            }
+                # Only runs on cloud instances have it.
+                "fleet": _FLEET,
+            },
+            required=[
+                *_RUN_SUMMARY_PROPERTIES,
+                *_SURVEY_PROPERTIES,
+                "shards",
+                *_RUN_RECORD_PROPERTIES,
+            ],
         ),
         "RunList": _obj(
             {

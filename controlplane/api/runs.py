@@ -36,6 +36,7 @@ from controlplane.domain import (
     new_id,
 )
 from controlplane.errors import Conflict, InvalidRequest, NotFound
+from controlplane.fleet.usage import usage_json
 from controlplane.logs import get_logger, redact_text
 from controlplane.storage.db import Database, RunFilter
 from controlplane.storage.keys import AuthenticatedKey
@@ -134,12 +135,22 @@ def run_json(
     shards: list[Shard],
     done_by_shard: dict[int, int] | None = None,
     notes: dict[str, Any] | None = None,
+    instances: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A run with its shards; ``testsDone`` counts the results each shard has."""
+    """A run with its shards; ``testsDone`` counts the results each shard has.
+
+    A run that used cloud instances also has ``fleet``: each instance's type,
+    lifecycle and hours, and the run's estimated cost.
+    """
     done = done_by_shard or {}
+    extra: dict[str, Any] = {}
+    if instances:
+        end = run.finished_at if run.status.finished else None
+        extra["fleet"] = usage_json(instances, now=end)
     return {
         **run_summary_json(request, run),
         **(notes or survey_json(None, {})),
+        **extra,
         "shards": [
             {
                 "index": s.index,
@@ -335,6 +346,7 @@ async def get_run(request: web.Request) -> web.Response:
         await db.shards(run.id),
         await db.tests_done_by_shard(run.id),
         await _notes(db, run.id),
+        await db.instances(run.id),
     )
     return web.json_response({**body, **await run_record_extras(request, run.id)})
 

@@ -102,6 +102,10 @@ class RunExecution:
     async def execute(self) -> None:
         """Get the hosts, survey the suite, run every worker to the end."""
         hosts = await self.provider.acquire(self.run.id, self.host_count)
+        if len(hosts) < self.host_count:
+            # Partial capacity (a cloud fleet short of instances): the work is
+            # planned over the hosts there are, once the survey is done.
+            log.warning("hosts.partial", asked=self.host_count, got=len(hosts))
         slots = [_Slot(next(self._next_slot), host) for host in hosts]
         await self.db.insert_shards(
             [Shard(run_id=self.run.id, index=s.index, files=[]) for s in slots]

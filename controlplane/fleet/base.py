@@ -65,7 +65,11 @@ class FleetProvider(Protocol):
     """Gets hosts for a run and gives them back whatever the run's outcome."""
 
     async def acquire(self, run_id: str, count: int) -> list[Host]:
-        """Return ``count`` ready hosts for ``run_id`` or raise HostError."""
+        """Return ready hosts for ``run_id`` or raise HostError.
+
+        Usually ``count`` of them; a cloud provider short of capacity may
+        return fewer (at least one), and the run goes on with those.
+        """
         ...
 
     async def release(self, run_id: str) -> None:

@@ -107,7 +107,7 @@ class LocalHost:
             "LANG": "C.UTF-8",
             "TRACELOOM_HOST": name,
         }
-        for key in ("TRACELOOM_CHROMIUM_PATH", "TMPDIR"):
+        for key in ("TRACELOOM_CHROMIUM_PATH", "TRACELOOM_NOTICE_FILE", "TMPDIR"):
             if os.environ.get(key):
                 self.env[key] = os.environ[key]
 

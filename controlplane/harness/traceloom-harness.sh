@@ -27,7 +27,17 @@
 # record how they ended, SUITE.setup.log what they printed. Every process of a shard carries TRACELOOM_SHARD=<token> in
 # its environment, so the whole tree can be found and stopped even when
 # Playwright starts browsers and web servers in sessions of their own.
+#
+# On an EC2 runner, a root service (runner-image/files/traceloom-notices.sh)
+# writes a Spot interruption notice or a rebalance recommendation from the
+# instance metadata to $TRACELOOM_NOTICE_FILE; the shard's runner user may
+# not reach the metadata itself. A running shard that sees the notice stops
+# at once, keeps what it reported, and copies the notice to SHARD_DIR/notice,
+# which poll announces (notice=yes) so the control plane moves the rest.
 set -u
+
+NOTICE_FILE=${TRACELOOM_NOTICE_FILE:-/run/traceloom/instance-notice}
+NOTICE_INTERVAL_S=${TRACELOOM_NOTICE_INTERVAL_S:-2}
 
 HARNESS_DIR=$(cd "$(dirname "$0")" && pwd)
 # prctl(PR_SET_CHILD_SUBREAPER, 1), then exec the rest of the arguments.
@@ -285,6 +295,24 @@ cmd_run() {
         kill_shard "$token" "$(exec sh -c 'echo "$PPID"')" "$harness_pid"
     ) &
     watchdog=$!
+    (
+        # Its naps are not the shard's processes: stopping the shard must
+        # not find a new one every round. Stopped itself, it ends its nap.
+        unset TRACELOOM_SHARD
+        nap=
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+        while [ ! -s "$NOTICE_FILE" ]; do
+            sleep "$NOTICE_INTERVAL_S" &
+            nap=$!
+            wait "$nap"
+        done
+        cp "$NOTICE_FILE" "$dir/notice.tmp" && mv "$dir/notice.tmp" "$dir/notice"
+        # The watchdog first: its sleep is one of the shard's processes, and
+        # it must not take the stop for a timeout.
+        kill "$watchdog" 2>/dev/null
+        kill_shard "$token"
+    ) &
+    notice_watch=$!
 
     date +%s%3N >"$dir/started_ms"
     echo running >"$dir/state"
@@ -312,7 +340,12 @@ cmd_run() {
         set -- --reporter="$HARNESS_DIR/reporter.cjs,blob" --output="$dir/test-results" "$@"
     fi
     code=127
-    if playwright=$(find_playwright "$here"); then
+    if [ -s "$NOTICE_FILE" ]; then
+        # The instance is already going away: start nothing, say why.
+        cp "$NOTICE_FILE" "$dir/notice"
+        echo "instance notice: $(cat "$NOTICE_FILE")" >>"$dir/playwright.log"
+        code=143
+    elif playwright=$(find_playwright "$here"); then
         # The suite's variables apply to Playwright only, never to the
         # harness's own commands (a suite's PATH cannot break the watchdog).
         (
@@ -326,7 +359,7 @@ cmd_run() {
     fi
     rm -f "$dir/secrets.sh"
 
-    kill "$watchdog" 2>/dev/null
+    kill "$watchdog" "$notice_watch" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
     kill_shard "$token" "$$" "$$"
     echo "$code" >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
@@ -340,6 +373,8 @@ cmd_poll() {
     code=$(cat "$dir/exit_code" 2>/dev/null || echo -)
     timed_out=no
     [ -f "$dir/timed_out" ] && timed_out=yes
+    notice=no
+    [ -f "$dir/notice" ] && notice=yes
     started=$(cat "$dir/started_ms" 2>/dev/null || echo -)
     suite=$(cat "$dir/suite_path" 2>/dev/null || echo "$dir/suite")
     setup=none
@@ -350,7 +385,7 @@ cmd_poll() {
     elif [ -f "$suite.setup.sh" ]; then
         setup=pending
     fi
-    echo "state=$state exit=$code timed_out=$timed_out started=$started setup=$setup"
+    echo "state=$state exit=$code timed_out=$timed_out started=$started setup=$setup notice=$notice"
     if [ -f "$dir/events.jsonl" ]; then
         tail -c "+$((offset + 1))" "$dir/events.jsonl" | head -c 4194304
     fi

@@ -284,7 +284,7 @@ class Dispatcher:
                     files=len(job.files),
                     mode=job.mode,
                 )
-            exit_code, timed_out, setup_state = await self._follow(
+            exit_code, timed_out, setup_state, notice = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress
             )
             log_tail = await self._log_tail(conn, shard_dir)
@@ -294,6 +294,10 @@ class Dispatcher:
             browsers = await self._browsers(conn, shard_dir)
             if job.mode == "run":
                 await self._collect(conn, harness, shard_dir, results)
+            if notice:
+                # What it reported and attached is kept; the rest is the lost
+                # host's unfinished work, moved to another host.
+                raise HostError(await self._notice(conn, shard_dir))
             await conn.run(quote("rm", "-rf", shard_dir), check=False)
         except asyncio.CancelledError:
             # A control plane that suspends leaves the shard running for the
@@ -407,7 +411,12 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
-    ) -> tuple[int | None, bool, str]:
+    ) -> tuple[int | None, bool, str, bool]:
+        """Feed events until the shard is done.
+
+        Returns its exit code, whether it timed out, the state of its setup
+        steps and whether its instance gave notice (Spot interruption).
+        """
         loop = asyncio.get_running_loop()
         # Setup steps get their own timeout before Playwright's starts.
         deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
@@ -436,7 +445,12 @@ class Dispatcher:
                 code = fields.get("exit", "-")
                 exit_code = int(code) if code.lstrip("-").isdigit() else None
                 timed_out = stopped_here or fields.get("timed_out") == "yes"
-                return exit_code, timed_out, fields.get("setup", "none")
+                return (
+                    exit_code,
+                    timed_out,
+                    fields.get("setup", "none"),
+                    fields.get("notice") == "yes",
+                )
             if fields.get("state") == "missing":
                 raise HostError(f"shard folder vanished on {conn.host.name}")
             if loop.time() > deadline and not stopped_here:
@@ -447,6 +461,15 @@ class Dispatcher:
                 stopped_here = True
             if not chunk:
                 await asyncio.sleep(self.poll_interval_s)
+
+    async def _notice(self, conn: HostConnection, shard_dir: str) -> str:
+        """Why the host stopped the shard: its instance's notice, in one line."""
+        text = await conn.run(
+            quote("head", "-c", "500", f"{shard_dir}/notice"), check=False
+        )
+        notice = " ".join(text.stdout.decode(errors="replace").split())
+        log.warning("host.notice", host=conn.host.name, notice=notice)
+        return f"{conn.host.name} is going away ({notice or 'instance notice'})"
 
     async def _log_tail(self, conn: HostConnection, shard_dir: str) -> str:
         tail = await conn.run(

@@ -210,6 +210,12 @@ CREATE TABLE IF NOT EXISTS run_notes (
     body TEXT NOT NULL,
     PRIMARY KEY (run_id, kind, key)
 );
+CREATE TABLE IF NOT EXISTS run_instances (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    instance_id TEXT NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, instance_id)
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key_id TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
@@ -438,6 +444,11 @@ class Database:
         rows = await self._fetchall("SELECT * FROM runs WHERE id = ?", (run_id,))
         return _run_from_row(rows[0]) if rows else None
 
+    async def run_status(self, run_id: str) -> RunStatus | None:
+        """A run's status, or None when no run has that id."""
+        rows = await self._fetchall("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return RunStatus(rows[0]["status"]) if rows else None
+
     async def runs_with_status(self, statuses: Iterable[RunStatus]) -> list[Run]:
         wanted = [s.value for s in statuses]
         marks = ",".join("?" for _ in wanted)
@@ -529,6 +540,33 @@ class Database:
             (run_id,),
         )
         return {r["slot"]: json.loads(r["record"]) for r in rows}
+
+    # -- cloud instances a run used: types, lifecycle, hours, price ------------
+
+    async def save_instance(
+        self, run_id: str, instance_id: str, fields: dict[str, Any]
+    ) -> None:
+        """Add ``fields`` to the record of one of the run's instances."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "SELECT record FROM run_instances WHERE run_id = ? AND instance_id = ?",
+                (run_id, instance_id),
+            )
+            row = await cursor.fetchone()
+            record = json.loads(row[0]) if row else {"instanceId": instance_id}
+            record.update(fields)
+            await conn.execute(
+                "INSERT OR REPLACE INTO run_instances (run_id, instance_id, record)"
+                " VALUES (?, ?, ?)",
+                (run_id, instance_id, _dumps(record)),
+            )
+
+    async def instances(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetchall(
+            "SELECT record FROM run_instances WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        )
+        return [json.loads(r["record"]) for r in rows]
 
     async def save_batch(
         self, run_id: str, number: int, slot: int, items: list[Any], status: str

@@ -112,6 +112,25 @@ class TestControlPlanePolicy:
 
         assert resources == {"${var.runner_role_arn}"}
 
+    def test_template_versions_only_of_the_runner_template(
+        self, controlplane_statements: list[dict[str, Any]]
+    ) -> None:
+        """Launch template versions (the per-launch user data) only of the runners'."""
+        actions = (
+            "ec2:CreateLaunchTemplateVersion",
+            "ec2:DeleteLaunchTemplateVersions",
+        )
+        grants = [
+            s
+            for action in actions
+            for s in _statements_with(controlplane_statements, action)
+        ]
+
+        resources = {r for s in grants for r in s["resources"]}
+
+        assert len(grants) == 2
+        assert resources == {"${var.launch_template_arn}"}
+
     def test_terminate_is_limited_to_instances(
         self, controlplane_statements: list[dict[str, Any]]
     ) -> None:

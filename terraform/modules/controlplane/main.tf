@@ -38,6 +38,9 @@ locals {
       TRACELOOM_SUBNET_IDS           = join(",", var.runner_subnet_ids)
       TRACELOOM_INSTANCE_TYPES       = join(",", var.runner_instance_types)
       TRACELOOM_MAX_INSTANCES        = tostring(var.max_instances)
+      TRACELOOM_MAX_SERVER_COUNT     = tostring(var.max_instances)
+      TRACELOOM_ON_DEMAND_FILL       = tostring(var.allow_on_demand_fill)
+      TRACELOOM_DEPLOYMENT_NAME      = var.name
       TRACELOOM_ARTIFACTS_BUCKET     = var.artifacts_bucket_name
       TRACELOOM_SOURCES_BUCKET       = var.sources_bucket_name
       TRACELOOM_RUNNER_AMI_PARAMETER = split(":parameter", var.ami_ssm_parameter_arn)[1]
@@ -136,6 +139,15 @@ data "aws_iam_policy_document" "this" {
       variable = "ec2:LaunchTemplate"
       values   = [var.launch_template_arn]
     }
+  }
+
+  # Each launch passes its instances' SSH host key and the run's client key
+  # in the user data of a template version made for it and deleted right
+  # after the CreateFleet call; only the runner template's versions.
+  statement {
+    sid       = "VersionRunnerTemplateOnly"
+    actions   = ["ec2:CreateLaunchTemplateVersion", "ec2:DeleteLaunchTemplateVersions"]
+    resources = [var.launch_template_arn]
   }
 
   # Tags may be written only as part of the launch itself, and the launch

@@ -264,6 +264,12 @@ variable "max_instances" {
   }
 }
 
+variable "allow_on_demand_fill" {
+  description = "Launch on-demand runners for the part of a run that Spot capacity cannot give, after Spot was retried (TRACELOOM_ON_DEMAND_FILL). Off, a run goes on with the Spot runners it got."
+  type        = bool
+  default     = false
+}
+
 variable "ami_ssm_parameter_arn" {
   description = "ARN of the SSM parameter holding the runner image ID; the control plane may read it."
   type        = string
