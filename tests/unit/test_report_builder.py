@@ -65,7 +65,13 @@ def write_blob(store: LocalArtifactStore, key: str, root_dir: str) -> None:
 
 
 def finished(run: Run, node_modules: Path | None) -> FinishedRun:
-    return FinishedRun(run=run, checkout=None, node_modules=node_modules, config_dir="")
+    return FinishedRun(
+        run=run,
+        checkout=None,
+        node_modules=node_modules,
+        config_dir="",
+        playwright=None if node_modules is None else node_modules / ".bin/playwright",
+    )
 
 
 def fake_node_modules(tmp_path: Path) -> Path:
