@@ -160,13 +160,16 @@ async def test_runner_uploads_to_s3_and_the_api_hands_out_links(
     assert run["status"] == "failed", run["reason"]
     assert run["counts"]["passed"] == 1
     assert run["counts"]["failed"] == 1
-    prefix = f"{run_id}/shard-0/batch-0/"
+    # The batch that ran the tests (the listing before it has its own number).
+    prefix = "/".join(failed["trace"].split("/")[:3]) + "/"
+    batch = prefix.rstrip("/").rsplit("-", 1)[1]
+    assert prefix.startswith(f"{run_id}/shard-0/batch-")
     assert failed["trace"] in stored
     assert failed["screenshots"][0] in stored
     report_prefix = f"{run_id}/report/"
-    assert all(k.startswith((prefix, report_prefix)) for k in stored)
+    assert [k for k in stored if not k.startswith((prefix, report_prefix))] == []
     assert any(k.endswith(".png") for k in stored)
-    assert f"{prefix}blob/report-0.zip" in stored
+    assert f"{prefix}blob/report-{batch}.zip" in stored
     assert trace.status == 307
     assert trace.headers["Cache-Control"] == "no-store"
     link = parse_qs(urlsplit(trace.headers["Location"]).query)
