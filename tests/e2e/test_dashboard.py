@@ -312,7 +312,7 @@ def test_a_missing_blob_makes_the_report_incomplete_and_says_which(
         shutil.copyfile(source, target)
     dropped = batches[0]
     store.path_for(blob_key(copy.id, dropped["slot"], dropped["number"])).unlink()
-    [node_modules] = example.settings.deps_dir.glob("*/node_modules")
+    [node_modules] = example.settings.deps_dir.glob("*/tree/node_modules")
     builder = ReportBuilder(
         db=db, store=store, scratch_dir=example.settings.work_dir, timeout_s=300
     )
@@ -324,6 +324,7 @@ def test_a_missing_blob_makes_the_report_incomplete_and_says_which(
                 checkout=None,
                 node_modules=node_modules,
                 config_dir="",
+                playwright=node_modules / ".bin" / "playwright",
             )
         ),
         timeout_s=300,
