@@ -49,6 +49,11 @@ class HostError(RunFailure):
     """A host could not be provisioned, reached or used."""
 
 
+class BatchNotStarted(HostError):
+    """A batch recorded as running never started on its host (the control
+    plane stopped between recording it and starting it): run it again."""
+
+
 class RemoteCommandError(HostError):
     """A command on a host failed; carries where, what, status and output."""
 

@@ -27,7 +27,7 @@ from controlplane.engine.prepare import Prepared
 from controlplane.engine.results import ShardResults
 from controlplane.engine.survey import Survey
 from controlplane.engine.workqueue import WorkItem, WorkQueue
-from controlplane.errors import HostError, SetupFailed, SourceError
+from controlplane.errors import BatchNotStarted, HostError, SetupFailed, SourceError
 from controlplane.fleet.base import FleetProvider, Host
 from controlplane.logs import get_logger
 from controlplane.remote.dispatch import (
@@ -612,6 +612,21 @@ class RunExecution:
             outcome = await follow(
                 slot.host, self.prepared.payload, job, results, progress
             )
+        except BatchNotStarted as exc:
+            # Recorded before a restart but never begun: its work goes back
+            # to the queue, and the host, which answers, takes more.
+            log.info(
+                "batch.not_started", shard=slot.index, batch=number, error=str(exc)
+            )
+            await self.db.save_batch(
+                self.run.id, number, slot.index, [_item_json(i) for i in items], "lost"
+            )
+            async with self._cond:
+                # Not a retry: the work never ran anywhere.
+                self.queue.add(items)
+                self._busy -= 1
+                self._cond.notify_all()
+            return False
         except HostError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

@@ -28,7 +28,7 @@ import attrs
 from controlplane.domain import ShardStatus
 from controlplane.engine.deps import Dependencies
 from controlplane.engine.results import ShardResults, shard_verdict
-from controlplane.errors import HostError
+from controlplane.errors import BatchNotStarted, HostError
 from controlplane.fleet.base import Host
 from controlplane.logs import SECRET_VALUES, get_logger, redact_text
 from controlplane.remote.ssh import HostConnection, quote
@@ -272,6 +272,18 @@ class Dispatcher:
         harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
         started = not start
         try:
+            if not start:
+                # The harness and the shard's folder come before its start:
+                # without them the batch never began (a restart came first).
+                ready = await conn.run(
+                    f"test -f {shlex.quote(harness)}"
+                    f" && test -f {shlex.quote(shard_dir + '/token')}",
+                    check=False,
+                )
+                if ready.exit_status != 0:
+                    raise BatchNotStarted(
+                        f"batch {job.index} never started on {host.name}"
+                    )
             if start:
                 await self._prepare(conn, host, payload, job, shard_dir)
                 await conn.run(
@@ -285,7 +297,7 @@ class Dispatcher:
                     mode=job.mode,
                 )
             exit_code, timed_out, setup_state, notice = await self._follow(
-                conn, harness, shard_dir, job, results, on_progress
+                conn, harness, shard_dir, job, results, on_progress, dispatched=start
             )
             log_tail = await self._log_tail(conn, shard_dir)
             setup = None
@@ -411,12 +423,17 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
+        *,
+        dispatched: bool,
     ) -> tuple[int | None, bool, str, bool]:
         """Feed events until the shard is done.
 
         Returns its exit code, whether it timed out, the state of its setup
         steps and whether its instance gave notice (Spot interruption).
+        ``dispatched`` is False when following a batch an earlier process
+        recorded: a folder missing at once means it never began.
         """
+        attached = dispatched
         loop = asyncio.get_running_loop()
         # Setup steps get their own timeout before Playwright's starts.
         deadline = loop.time() + job.timeout_s + _DEADLINE_GRACE_S
@@ -452,7 +469,13 @@ class Dispatcher:
                     fields.get("notice") == "yes",
                 )
             if fields.get("state") == "missing":
+                if not attached:
+                    # Followed again after a restart, but it never began.
+                    raise BatchNotStarted(
+                        f"batch {job.index} never started on {conn.host.name}"
+                    )
                 raise HostError(f"shard folder vanished on {conn.host.name}")
+            attached = True
             if loop.time() > deadline and not stopped_here:
                 log.warning("shard.deadline", host=conn.host.name)
                 await conn.run(
