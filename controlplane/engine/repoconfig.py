@@ -75,6 +75,9 @@ class _Invalid(Exception):
 def load(root: Path) -> RepoConfig:
     """Read ``traceloom.yml`` under ``root``; raise SourceError naming the line."""
     path = root / FILE_NAME
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # A link could point anywhere on the control plane: refused too.
+        raise SourceError(f"{FILE_NAME} must be a regular file")
     if not path.is_file():
         return RepoConfig()
     try:

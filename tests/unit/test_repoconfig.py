@@ -222,3 +222,19 @@ def test_a_single_command_and_a_list_of_secret_names_are_accepted(
     assert config.setup == [repoconfig.SetupStep("make build", "", 1)]
     assert config.secrets == {"NPM_TOKEN": repoconfig.SecretRef("NPM_TOKEN", 3)}
     assert config.projects == ["chromium"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_config_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, kind: str
+) -> None:
+    """A folder or a link named traceloom.yml is an error, not an absent file."""
+    path = tmp_path / repoconfig.FILE_NAME
+    if kind == "folder":
+        path.mkdir()
+    else:
+        (tmp_path / "elsewhere.yml").write_text("env: {A: '1'}\n")
+        path.symlink_to(tmp_path / "elsewhere.yml")
+
+    with pytest.raises(SourceError, match="must be a regular file"):
+        repoconfig.load(tmp_path)
