@@ -137,6 +137,7 @@ async def prepare_run(
         )
         suite_source = request.test_source.git_repo
         await db.update_run(run.id, resolved_sha=sha)
+        await asyncio.to_thread(source.check_links, checkout)
     files = await asyncio.to_thread(discovery.discover, checkout, request.test_pattern)
     lines = None
     if request.only is not None:

@@ -133,3 +133,25 @@ async def clone(
             raise SourceError(f"commit {commit} is not on branch {branch!r}") from None
         await _git("checkout", "--quiet", "--detach", commit, cwd=dest, timeout_s=60)
     return await _git("rev-parse", "HEAD", cwd=dest, timeout_s=60)
+
+
+def check_links(root: Path) -> None:
+    """Refuse a checkout holding a link that leads out of it.
+
+    The control plane reads the suite's files (package.json, lockfiles,
+    traceloom.yml) and would follow such a link to a file of its own.
+    """
+    top = root.resolve()
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if target != top and top not in target.parents:
+                rel = path.relative_to(root).as_posix()
+                raise SourceError(
+                    f"{rel} is a link out of the repository ({os.readlink(path)});"
+                    " TraceLoom only follows links inside it"
+                )
