@@ -16,6 +16,7 @@ _POSITIVE = (
     "local_max_hosts",
     "local_idle_timeout_s",
     "max_server_count",
+    "max_preparing_runs",
     "poll_interval_s",
     "clone_timeout_s",
     "install_timeout_s",
@@ -45,6 +46,9 @@ class Settings:
     # A local host whose control plane is silent this long stops by itself.
     local_idle_timeout_s: float = 120.0
     max_server_count: int = 8
+    # Runs whose source is fetched and dependencies installed at one time;
+    # the others wait in "queued".
+    max_preparing_runs: int = 4
     chromium_path: str = ""
     # Whether gitRepo may be a path on the control plane's own disk. Handy on
     # one machine; turn it off where API users must not read local folders.

@@ -136,6 +136,7 @@ class RunEngine:
         self._executions: dict[str, RunExecution] = {}
         self.listeners: list[RunListener] = list(listeners)
         self._cancelled: set[str] = set()
+        self._preparing = asyncio.Semaphore(settings.max_preparing_runs)
         # Set by close() under the "suspend" shutdown: runs left to resume.
         self._suspending = False
         self._suspended: set[str] = set()
@@ -368,18 +369,22 @@ class RunEngine:
     ) -> tuple[RunStatus, str | None]:
         if not resume:
             await self.db.update_run(run.id, started_at=time.time())
-        prepared = await prepare_run(
-            run,
-            workdir,
-            db=self.db,
-            deps_cache=self.deps,
-            harness_dir=self.settings.data_dir / "harness",
-            clone_timeout_s=self.settings.clone_timeout_s,
-            # The same commit as before the restart, even if the branch moved.
-            commit=run.resolved_sha if resume else None,
-            s3=self.s3_source,
-            secret_store=self.secrets,
-        )
+        # Clones and installs share this machine's cores and disk: a burst of
+        # runs waits its turn in ``queued`` rather than starving the API.
+        async with self._preparing:
+            prepared = await prepare_run(
+                run,
+                workdir,
+                db=self.db,
+                deps_cache=self.deps,
+                harness_dir=self.settings.data_dir / "harness",
+                clone_timeout_s=self.settings.clone_timeout_s,
+                # The same commit as before the restart, even if the branch
+                # moved.
+                commit=run.resolved_sha if resume else None,
+                s3=self.s3_source,
+                secret_store=self.secrets,
+            )
         self._prepared[run.id] = prepared
         execution = RunExecution(
             run=run,
