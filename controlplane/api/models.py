@@ -42,17 +42,15 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def _non_empty(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+def _non_empty(_inst: object, _attr: object, value: str) -> None:
     if not value.strip():
-        raise ValueError(f"{_camel(attribute.name)} must not be empty")
+        raise ValueError("must not be empty")
 
 
 def _bounded(limit: int) -> Any:
-    def check(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    def check(_inst: object, _attr: object, value: str) -> None:
         if len(value) > limit:
-            raise ValueError(
-                f"{_camel(attribute.name)} is longer than {limit} characters"
-            )
+            raise ValueError(f"is longer than {limit} characters")
 
     return check
 
@@ -105,17 +103,17 @@ def _glob(_inst: object, _attr: object, value: str) -> None:
 
 def _server_count_in_range(_inst: object, _attr: object, value: int) -> None:
     if value < 1:
-        raise ValueError("serverCount must be at least 1")
+        raise ValueError("must be at least 1")
 
 
 def _timeout_in_range(_inst: object, _attr: object, value: int) -> None:
     if not 1 <= value <= TIMEOUT_MAX_S:
-        raise ValueError(f"timeout must be between 1 and {TIMEOUT_MAX_S} seconds")
+        raise ValueError(f"must be between 1 and {TIMEOUT_MAX_S} seconds")
 
 
 def _sha(_inst: object, _attr: object, value: str | None) -> None:
     if value is not None and not _SHA.match(value):
-        raise ValueError("commitSha must be 7 to 40 hexadecimal characters")
+        raise ValueError("must be 7 to 40 hexadecimal characters")
 
 
 @attrs.frozen(kw_only=True)
@@ -342,12 +340,12 @@ _SHA_PREFIX = re.compile(r"[0-9a-fA-F]{4,40}\Z")
 
 def _sha_prefix(_inst: object, _attr: object, value: str | None) -> None:
     if value is not None and not _SHA_PREFIX.match(value):
-        raise ValueError("commitSha must be 4 to 40 hexadecimal characters")
+        raise ValueError("must be 4 to 40 hexadecimal characters")
 
 
 def _limit_in_range(_inst: object, _attr: object, value: int) -> None:
     if not 1 <= value <= LIST_LIMIT_MAX:
-        raise ValueError(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+        raise ValueError(f"must be between 1 and {LIST_LIMIT_MAX}")
 
 
 @attrs.frozen(kw_only=True)
