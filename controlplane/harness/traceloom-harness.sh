@@ -53,27 +53,25 @@ die() {
 # Print the pids whose environment holds TRACELOOM_SHARD=$1, except $2.
 # /proc/PID/environ is the environment a process was exec'd with, so this
 # shell and its subshells (the watchdog) never match: only what they start.
+# One grep reads every environ file (NUL-separated lines); files of
+# processes that just exited, or of other users, are skipped quietly.
 shard_pids() {
-    for proc in /proc/[0-9]*; do
-        pid=${proc#/proc/}
-        [ "$pid" = "$2" ] && continue
-        # The redirection itself fails for a process that just exited: the
-        # braces send that complaint to /dev/null too.
-        if { tr '\0' '\n' <"$proc/environ"; } 2>/dev/null | grep -qxF "TRACELOOM_SHARD=$1"; then
-            echo "$pid"
-        fi
-    done
+    grep -lsxzF "TRACELOOM_SHARD=$1" /proc/[0-9]*/environ 2>/dev/null |
+        sed -n 's|^/proc/\([0-9]*\)/environ$|\1|p' |
+        grep -vxF "$2"
+    return 0
 }
 
-# Print the live (not zombie) descendants of pid $1, except pid $2 and its
-# own descendants. A child that cleared its environment has no marker, but
-# it is still below the harness: the harness runs as a child subreaper
-# (see cmd_start), so even an orphan is re-parented to it, not to init.
+# Print the live (not zombie) descendants of pid $1, except pids $2 and $3
+# and their own descendants. A child that cleared its environment has no
+# marker, but it is still below the harness: the harness runs as a child
+# subreaper (see cmd_start), so even an orphan is re-parented to it, not to
+# init.
 descendants() {
     [ -n "$1" ] || return 0
-    for stat in /proc/[0-9]*/stat; do
-        { cat "$stat"; } 2>/dev/null
-    done | awk -v root="$1" -v spare="${2:-none}" '
+    # One cat for every stat file: it goes on past those that vanish.
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" \
+        -v spare="${2:-none}" -v self="${3:-none}" '
         {
             pid = $1
             sub(/.*\) /, "")
@@ -87,7 +85,7 @@ descendants() {
                 for (i = 1; i <= n; i++) {
                     m = split(kids[parents[i]], found, " ")
                     for (j = 1; j <= m; j++) {
-                        if (found[j] == spare) continue
+                        if (found[j] == spare || found[j] == self) continue
                         print found[j]
                         queue = queue " " found[j]
                     }
@@ -97,11 +95,16 @@ descendants() {
 }
 
 # The shard's processes: those carrying its marker, and every descendant of
-# its harness process $3 (when given) but $2.
+# its harness process $3 (when given) but $2. Always called in a command
+# substitution, whose subshell and what it starts to look are not the
+# shard's: they lose the marker and are left out of the tree, or a stop
+# would find them every round and wait out its whole grace.
 shard_tree() {
+    unset TRACELOOM_SHARD
+    looking=$(exec sh -c 'echo "$PPID"')
     {
         shard_pids "$1" "$2"
-        descendants "${3:-}" "$2"
+        descendants "${3:-}" "$2" "$looking"
     } | sort -u
 }
 
