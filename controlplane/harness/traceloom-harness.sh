@@ -110,24 +110,26 @@ shard_tree() {
 
 # Stop every process of the shard: TERM, a short grace, then KILL until none.
 # Arguments: the token, a pid to spare (the caller), the harness's pid.
+# Leaves in stop_checks how many looks after the TERM it took (0: nothing
+# was left), which the harness's log reports.
 kill_shard() {
     token=$1
     spare=${2:-none}
     root=${3:-}
+    stop_checks=0
     pids=$(shard_tree "$token" "$spare" "$root")
     [ -z "$pids" ] && return 0
     # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null
-    rounds=0
-    while [ "$rounds" -lt 20 ]; do
+    while [ "$stop_checks" -lt 20 ]; do
         sleep 0.25
+        stop_checks=$((stop_checks + 1))
         pids=$(shard_tree "$token" "$spare" "$root")
         [ -z "$pids" ] && return 0
-        if [ "$rounds" -ge 8 ]; then
+        if [ "$stop_checks" -gt 8 ]; then
             # shellcheck disable=SC2086
             kill -KILL $pids 2>/dev/null
         fi
-        rounds=$((rounds + 1))
     done
 }
 
@@ -365,6 +367,7 @@ cmd_run() {
     kill "$watchdog" "$notice_watch" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
     kill_shard "$token" "$$" "$$"
+    echo "leftovers stopped after $stop_checks checks" >&2
     echo "$code" >"$dir/exit_code.tmp" && mv "$dir/exit_code.tmp" "$dir/exit_code"
     echo "done" >"$dir/state"
 }

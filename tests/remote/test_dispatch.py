@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -74,3 +75,56 @@ async def test_following_a_batch_that_never_began_says_so(
 
     with pytest.raises(BatchNotStarted, match="batch 3 never started"):
         await dispatcher.attach(host, payload, _job(3), results, _nothing)
+
+
+async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
+    host: Host, tmp_path: Path
+) -> None:
+    """The harness's last stop ends a leftover child and sees at once it is gone.
+
+    Its own looking (the commands that read /proc) is not part of the shard:
+    when it was, every shard waited out the whole grace before it ended.
+    """
+    payload = _payload(tmp_path)
+    conn = await HostConnection.open(host)
+    try:
+        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
+        await conn.send_file(
+            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
+            payload.harness_archive,
+        )
+        harness = f"{harness_dir}/traceloom-harness.sh"
+        suite = f"{host.work_root}/runs/{RUN}/suite"
+        shard = f"{host.work_root}/runs/{RUN}/shard-0"
+        # A stand-in for Playwright: it leaves a child behind and exits 0.
+        fake = '#!/bin/sh\nsleep 300 &\necho $! > "$TRACELOOM_SHARD_DIR/leftover"\n'
+        await conn.run(
+            f"mkdir -p {quote(suite + '/node_modules/.bin')} {quote(shard)}"
+            f" && cat > {quote(suite + '/node_modules/.bin/playwright')}"
+            f" && chmod +x {quote(suite + '/node_modules/.bin/playwright')}",
+            stdin=fake.encode(),
+        )
+        for name, text in {
+            "token": "leftover-test\n",
+            "suite_path": suite + "\n",
+            "args": "a.spec.ts\n",
+            "mode": "run\n",
+        }.items():
+            await conn.run(f"cat > {quote(shard + '/' + name)}", stdin=text.encode())
+
+        await conn.run(quote("sh", harness, "start", shard, "60"))
+        for _ in range(300):
+            state = await conn.run(quote("cat", f"{shard}/state"))
+            if state.stdout.strip() == b"done":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the shard did not end")
+        log = (await conn.run(quote("cat", f"{shard}/harness.log"))).stdout.decode()
+        leftover = (await conn.run(quote("cat", f"{shard}/leftover"))).stdout.strip()
+        alive = await conn.run(quote("kill", "-0", leftover.decode()), check=False)
+    finally:
+        await conn.close()
+
+    assert "leftovers stopped after 1 checks" in log, log
+    assert alive.exit_status != 0
