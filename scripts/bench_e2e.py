@@ -11,6 +11,8 @@ is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +50,8 @@ def one_run(base: str, key: str, repo: Path, hosts: int) -> dict[str, Any]:
             break
         time.sleep(0.25)
     done = time.time()
+    if run["status"] not in ("passed", "failed"):
+        raise SystemExit(f"run {run['id']} ended {run['status']}: {run['reason']}")
     return {
         "status": run["status"],
         "first_test_s": _ts(run["firstTestAt"]) - posted
@@ -68,8 +72,15 @@ def main() -> int:
         data_dir = Path(tmp) / "data"
         port = free_port()
         base = f"http://127.0.0.1:{port}"
+        env = dict(os.environ)
+        # As scripts/test and scripts/demo do: Debian's Chromium for hosts
+        # that have no Playwright browsers of their own.
+        chromium = shutil.which("chromium")
+        if chromium and not env.get("TRACELOOM_CHROMIUM_PATH"):
+            env["TRACELOOM_CHROMIUM_PATH"] = chromium
         server = subprocess.Popen(
             [*TRACELOOM, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
