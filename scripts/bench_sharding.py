@@ -129,9 +129,10 @@ def traceloom_run(base: str, key: str, repo: Path, hosts: int) -> dict[str, Any]
         run = call(f"{base}/api/runs/{run['id']}", key)
     verdict_s = time.time() - posted
     busy = [s for s in run["shards"] if s["startedAt"] and s["finishedAt"]]
-    if not busy:
+    if run["status"] != "passed" or not busy:
+        # A makespan of a run that did not pass measures nothing.
         sys.exit(
-            f"bench-sharding: run {run['id']} on {hosts} hosts ran no shard: "
+            f"bench-sharding: run {run['id']} on {hosts} hosts ended "
             f"{run['status']}: {run.get('reason')}"
         )
     start = min(_ts(s["startedAt"]) for s in busy)
@@ -212,7 +213,11 @@ def bench_suite(
         [*TRACELOOM, "serve", "--port", str(port), "--data-dir", str(data_dir)],
         stdout=log, stderr=log,
         env={**os.environ, "TRACELOOM_LOCAL_MAX_HOSTS": "8",
-             "TRACELOOM_MAX_SERVER_COUNT": "8", "TRACELOOM_POLL_INTERVAL_S": "0.2"},
+             "TRACELOOM_MAX_SERVER_COUNT": "8", "TRACELOOM_POLL_INTERVAL_S": "0.2",
+             # The tests open no page, but a host must have the suite's
+             # browser for its projects to run at all (see Browsers).
+             "TRACELOOM_CHROMIUM_PATH": os.environ.get("TRACELOOM_CHROMIUM_PATH")
+             or shutil.which("chromium") or ""},
     )  # fmt: skip
     rows = []
     try:
