@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from controlplane.api.appkeys import DB, METRICS
 from controlplane.errors import (
@@ -100,6 +102,15 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except InvalidRequest as exc:
         return error_body(
             400, "invalid_request", "the request is not valid", fields=exc.fields
+        )
+    except (RequestPayloadError, HttpProcessingError):
+        # A body that its Content-Encoding cannot decode (a "gzip" that is
+        # not), or one cut short: aiohttp raises it while the handler reads.
+        return error_body(
+            400,
+            "invalid_request",
+            "the request is not valid",
+            fields={"body": "cannot be read as its Content-Encoding says"},
         )
     except Unauthorized as exc:
         response = error_body(401, "unauthorized", str(exc))

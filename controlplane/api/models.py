@@ -87,11 +87,31 @@ class GitSourceBody:
     git_branch: str = attrs.field(validator=[_non_empty, _bounded(255), _git_branch])
 
 
+# S3's rules for bucket names (general purpose buckets): 3 to 63 lowercase
+# letters, digits, dots and hyphens, a letter or digit at each end.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+
+
+def _s3_bucket(_inst: object, _attr: object, value: str) -> None:
+    if not _BUCKET.match(value) or ".." in value:
+        raise ValueError(
+            "is not an S3 bucket name (3 to 63 lowercase letters, digits,"
+            " dots and hyphens)"
+        )
+
+
+def _s3_key(_inst: object, _attr: object, value: str) -> None:
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("must not hold control characters")
+    if len(value.encode()) > 1024:
+        raise ValueError("is longer than 1024 bytes")
+
+
 @attrs.frozen(kw_only=True)
 class S3SourceBody:
     type: Literal["s3"]
-    bucket: str = attrs.field(validator=[_non_empty, _bounded(63)])
-    key: str = attrs.field(validator=[_non_empty, _bounded(1024)])
+    bucket: str = attrs.field(validator=[_non_empty, _bounded(63), _s3_bucket])
+    key: str = attrs.field(validator=[_non_empty, _bounded(1024), _s3_key])
 
 
 def _glob(_inst: object, _attr: object, value: str) -> None:

@@ -54,7 +54,12 @@ _S3_SOURCE = {
     **_obj(
         {
             "type": {"const": "s3"},
-            "bucket": {"type": "string", "minLength": 1, "maxLength": 63},
+            "bucket": {
+                "type": "string",
+                "minLength": 3,
+                "maxLength": 63,
+                "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+            },
             "key": {"type": "string", "minLength": 1, "maxLength": 1024},
         }
     ),

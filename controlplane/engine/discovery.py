@@ -23,6 +23,13 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
         raise InvalidRequest(
             {"testPattern": "must be a relative glob, e.g. tests/**/*.spec.ts"}
         )
+    if any(part in (".", "..") for part in pattern.split("/")):
+        # Paths are matched as they are inside the repository: a '.' or '..'
+        # part could never match one, and would read as leaving it.
+        raise InvalidRequest(
+            {"testPattern": "must not hold '.' or '..' parts; it is matched"
+             " from the repository root"}
+        )  # fmt: skip
     try:
         return re.compile(_translate(pattern) + r"\Z", re.DOTALL)
     except re.error as exc:

@@ -67,9 +67,27 @@ async def test_key_without_trigger_scope_gets_403(client: TestClient[Any, Any]) 
             b' "testPattern": "/abs/*.ts"}',
             "testPattern",
         ),
+        (
+            b'{"testSource": {"type": "git", "gitRepo": "r", "gitBranch": "b"},'
+            b' "testPattern": "../**/*.ts"}',
+            "testPattern",
+        ),
+        (
+            b'{"testSource": {"type": "s3", "bucket": "Bad_Bucket!!", "key": "s.zip"},'
+            b' "testPattern": "x"}',
+            "testSource.bucket",
+        ),
+        (
+            b'{"testSource": {"type": "s3", "bucket": "suites", "key": "a\\u0000.zip"},'
+            b' "testPattern": "x"}',
+            "testSource.key",
+        ),
     ],
-    ids=["not-json", "not-object", "no-source", "bad-type", "zero-servers", "abs-glob"],
-)
+    ids=[
+        "not-json", "not-object", "no-source", "bad-type", "zero-servers",
+        "abs-glob", "parent-glob", "bad-bucket", "control-in-key",
+    ],
+)  # fmt: skip
 async def test_bad_bodies_get_400_naming_the_field(
     client: TestClient[Any, Any], auth: dict[str, str], raw: bytes, field: str
 ) -> None:
@@ -81,6 +99,34 @@ async def test_bad_bodies_get_400_naming_the_field(
 
     assert response.status == 400
     assert field in body["fields"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/runs"),
+        ("POST", "/api/keys"),
+        ("PUT", "/api/secrets/TOKEN"),
+        ("POST", "/api/schedules"),
+    ],
+)
+async def test_a_body_its_content_encoding_cannot_decode_gets_400(
+    client: TestClient[Any, Any], auth: dict[str, str], method: str, path: str
+) -> None:
+    """A body sent as gzip that is not gzip is a bad request, not a 500."""
+    response = await client.request(
+        method,
+        path,
+        data=b"{}",
+        headers={
+            **auth,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        },
+    )
+
+    assert response.status == 400
+    assert "body" in (await response.json())["fields"]
 
 
 async def test_created_run_answers_201_and_can_be_read(
