@@ -49,6 +49,7 @@ from controlplane.settings import Settings
 from controlplane.storage.artifacts import LocalArtifactStore
 from controlplane.storage.db import Database
 from controlplane.storage.s3 import ArtifactStore, S3ArtifactStore
+from controlplane.storage.sealing import Sealer
 from controlplane.storage.secrets import SecretStore, load_or_create_key
 
 log = get_logger(__name__)
@@ -129,12 +130,12 @@ def make_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         aws = Aws(AwsConfig.from_settings(settings))
         app[AWS] = aws
-        async with Database.open(settings.db_path) as db:
+        secrets_key = load_or_create_key(settings.secrets_key_path)
+        # Git credentials in the database are sealed with the same key.
+        async with Database.open(settings.db_path, sealer=Sealer(secrets_key)) as db:
             app[DB] = db
             app[STORE] = make_store(settings, aws)
-            app[SECRETS] = SecretStore(
-                db, load_or_create_key(settings.secrets_key_path)
-            )
+            app[SECRETS] = SecretStore(db, secrets_key)
             app[SESSIONS] = SessionStore(
                 db,
                 ttl_s=settings.session_ttl_s,

@@ -79,7 +79,10 @@ class ScheduleStore:
                 await conn.execute(
                     "INSERT INTO schedule_credentials (schedule_id, git_credential)"
                     " VALUES (?, ?)",
-                    (schedule.id, credential),
+                    (
+                        schedule.id,
+                        self._db.seal_credential("schedule", schedule.id, credential),
+                    ),
                 )
 
     async def get(self, schedule_id: str) -> Schedule | None:
@@ -115,7 +118,11 @@ class ScheduleStore:
             "SELECT git_credential FROM schedule_credentials WHERE schedule_id = ?",
             (schedule_id,),
         )
-        return str(rows[0]["git_credential"]) if rows else None
+        if not rows:
+            return None
+        return self._db.open_credential(
+            "schedule", schedule_id, rows[0]["git_credential"]
+        )
 
     async def fire(
         self, schedule_id: str, slot_at: int, run: Run, credential: str | None
@@ -143,7 +150,7 @@ class ScheduleStore:
                     await conn.execute(
                         "INSERT INTO run_credentials (run_id, git_credential)"
                         " VALUES (?, ?)",
-                        (run.id, credential),
+                        (run.id, self._db.seal_credential("run", run.id, credential)),
                     )
         except sqlite3.IntegrityError:
             if await self._slot_taken(schedule_id, slot_at):

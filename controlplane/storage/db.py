@@ -20,6 +20,7 @@ from typing import Any
 import aiosqlite
 import attrs
 import cattrs
+from cryptography.exceptions import InvalidTag
 
 from controlplane.domain import (
     Attempt,
@@ -35,6 +36,10 @@ from controlplane.domain import (
     TestSource,
     TestStatus,
 )
+from controlplane.logs import get_logger
+from controlplane.storage.sealing import Sealer
+
+log = get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -90,7 +95,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS run_credentials (
     run_id TEXT PRIMARY KEY REFERENCES runs(id),
-    git_credential TEXT NOT NULL
+    git_credential BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS file_costs (
     suite TEXT NOT NULL,
@@ -153,7 +158,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 );
 CREATE TABLE IF NOT EXISTS schedule_credentials (
     schedule_id TEXT PRIMARY KEY REFERENCES schedules(id) ON DELETE CASCADE,
-    git_credential TEXT NOT NULL
+    git_credential BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS schedule_fires (
     schedule_id TEXT NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
@@ -280,13 +285,21 @@ class Database:
     constraints, never by what this process remembers.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, sealer: Sealer | None = None
+    ) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        # Git credentials are kept sealed under the control plane's secrets
+        # key; a database opened without it (a CLI command) gets a key of
+        # its own process, so it never writes one in the clear either.
+        self.sealer = sealer or Sealer.ephemeral()
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path) -> AsyncIterator[Database]:
+    async def open(
+        cls, path: Path, *, sealer: Sealer | None = None
+    ) -> AsyncIterator[Database]:
         path.parent.mkdir(parents=True, exist_ok=True)
         async with aiosqlite.connect(path, isolation_level=None) as conn:
             conn.row_factory = aiosqlite.Row
@@ -300,7 +313,7 @@ class Database:
             # in free pages of the file.
             await conn.execute("PRAGMA secure_delete=ON")
             await conn.executescript(SCHEMA)
-            yield cls(conn)
+            yield cls(conn, sealer)
 
     async def ping(self) -> None:
         await self._fetchall("SELECT 1")
@@ -508,14 +521,32 @@ class Database:
         await self._execute(
             "INSERT OR REPLACE INTO run_credentials (run_id, git_credential)"
             " VALUES (?, ?)",
-            (run_id, credential),
+            (run_id, self.seal_credential("run", run_id, credential)),
         )
 
     async def credential(self, run_id: str) -> str | None:
         rows = await self._fetchall(
             "SELECT git_credential FROM run_credentials WHERE run_id = ?", (run_id,)
         )
-        return str(rows[0]["git_credential"]) if rows else None
+        if not rows:
+            return None
+        return self.open_credential("run", run_id, rows[0]["git_credential"])
+
+    def seal_credential(self, kind: str, owner: str, credential: str) -> bytes:
+        """``credential`` sealed for the ``kind`` (run, schedule) ``owner``."""
+        return self.sealer.seal(
+            f"traceloom-git-credential\0{kind}\0{owner}", credential
+        )
+
+    def open_credential(self, kind: str, owner: str, blob: Any) -> str | None:
+        """The credential, or None (logged) when this key cannot open it."""
+        try:
+            return self.sealer.open(
+                f"traceloom-git-credential\0{kind}\0{owner}", bytes(blob)
+            )
+        except (InvalidTag, TypeError):
+            log.warning("credential.unreadable", kind=kind, owner=owner)
+            return None
 
     async def forget_credential(self, run_id: str) -> None:
         deleted = await self._execute(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import secrets as stdlib_secrets
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,13 +34,12 @@ from controlplane.engine.repoconfig import SECRET_NAME
 from controlplane.engine.source import split_credentials
 from controlplane.errors import InvalidRequest, SourceError, TraceLoomError
 from controlplane.storage.db import Database
+from controlplane.storage.sealing import Sealer
 
 GLOBAL_SCOPE = "*"
 MIN_VALUE_CHARS = 4
 MAX_VALUE_BYTES = 64 * 1024
 _KEY_BYTES = 32
-_NONCE_BYTES = 12
-_VERSION = b"\x01"
 
 
 class SecretsKeyError(TraceLoomError):
@@ -134,22 +132,17 @@ class SecretStore:
 
     def __init__(self, db: Database, key: bytes) -> None:
         self._db = db
-        self._aead = AESGCM(key)
+        self._sealer = Sealer(key)
 
     @staticmethod
-    def _bound(name: str, scope: str) -> bytes:
-        return f"traceloom-secret\0{name}\0{scope}".encode()
+    def _bound(name: str, scope: str) -> str:
+        return f"traceloom-secret\0{name}\0{scope}"
 
     def _seal(self, name: str, scope: str, value: str) -> bytes:
-        nonce = stdlib_secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, value.encode(), self._bound(name, scope))
-        return _VERSION + nonce + sealed
+        return self._sealer.seal(self._bound(name, scope), value)
 
     def _open(self, name: str, scope: str, blob: bytes) -> str:
-        if blob[:1] != _VERSION:
-            raise InvalidTag
-        nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
-        return self._aead.decrypt(nonce, sealed, self._bound(name, scope)).decode()
+        return self._sealer.open(self._bound(name, scope), blob)
 
     async def put(self, name: str, scope: str, value: str) -> tuple[SecretRecord, bool]:
         """Store (or replace) a value; return its record and whether it is new."""

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from controlplane.api.app import make_app
 from controlplane.api.appkeys import DB, SCHEDULES
+from controlplane.schedules.store import ScheduleStore
 from controlplane.settings import Settings
 from controlplane.storage.keys import create_key
 from tests.api.live import RefusingProvider
@@ -121,10 +122,15 @@ async def test_a_schedule_is_created_listed_paused_resumed_and_deleted(
     assert gone.status == 404
 
 
-async def test_the_git_token_of_a_schedule_is_kept_apart_and_never_shown(
+async def test_the_git_token_of_a_schedule_is_kept_sealed_and_never_shown(
     settings: Settings,
 ) -> None:
-    """The URL's credentials are stored apart; the schedule shows them redacted."""
+    """The URL's credentials are stored apart and encrypted, shown redacted.
+
+    The database file holds the token nowhere in the clear, and a control
+    plane started again (the same secrets key) still reads it back for the
+    schedule's next run.
+    """
     async with control_plane(settings) as client:
         auth = await bearer(client)
         created = await client.post(
@@ -132,14 +138,23 @@ async def test_the_git_token_of_a_schedule_is_kept_apart_and_never_shown(
         )
         text = await created.text()
         stored = await client.app[DB].fetchall("SELECT body FROM schedules")
-        kept = await client.app[DB].fetchall(
-            "SELECT git_credential FROM schedule_credentials"
-        )
+        await client.app[DB].fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+    database = b"".join(
+        path.read_bytes()
+        for path in settings.data_dir.iterdir()
+        if path.name.startswith("traceloom.sqlite3")
+    )
+    async with control_plane(settings) as client:
+        [row] = await client.app[DB].fetchall("SELECT id FROM schedules")
+        schedule_id = row["id"]
+        kept = await ScheduleStore(client.app[DB]).credential(schedule_id)
 
     assert created.status == 201
     assert TOKEN not in text
     assert TOKEN not in stored[0]["body"]
-    assert TOKEN in kept[0]["git_credential"]
+    assert TOKEN.encode() not in database
+    assert kept is not None
+    assert TOKEN in kept
 
 
 @pytest.mark.parametrize(
