@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -110,7 +111,13 @@ def serve(
 
     password = None
     if operator_password_file is not None:
-        password = operator_password_file.read_text(encoding="utf-8").strip()
+        try:
+            password = operator_password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "is not UTF-8 text"
+            raise click.BadParameter(
+                f"cannot be read: {reason}", param_hint="--operator-password-file"
+            ) from None
         if not password:
             raise click.BadParameter("is empty", param_hint="--operator-password-file")
     try:
@@ -235,10 +242,23 @@ _url = click.option(
     help="The control plane's base URL, e.g. https://traceloom.example.com"
     " [env: TRACELOOM_URL].",
 )
+
+
+def _checked_key(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    # It goes into an HTTP header: only visible ASCII can be sent there.
+    value = value.strip()
+    if not value or not all("!" <= char <= "~" for char in value):
+        raise click.BadParameter(
+            "must be an API key (tlk_...): visible ASCII characters only"
+        )
+    return value
+
+
 _api_key = click.option(
     "--api-key",
     envvar="TRACELOOM_API_KEY",
     required=True,
+    callback=_checked_key,
     help="An API key (tlk_...) [env: TRACELOOM_API_KEY].",
 )
 _json_out = click.option(
@@ -848,14 +868,30 @@ def keys() -> None:
 
 @contextmanager
 def _opened(
-    data_dir: Path,
+    data_dir: Path, *, create: bool = False
 ) -> Iterator[Callable[[Callable[[Database], Awaitable[T]]], T]]:
+    """Work on the data folder's database; only ``create`` may make a new one.
+
+    A mistyped --data-dir must not look like an empty control plane (or get
+    a key nobody's server will ever read).
+    """
+    path = data_dir / "traceloom.sqlite3"
+    if not create and not path.is_file():
+        raise click.UsageError(
+            f"no TraceLoom database in {data_dir} (is --data-dir right?)"
+        )
+
     def run(work: Callable[[Database], Awaitable[T]]) -> T:
         async def go() -> T:
-            async with Database.open(data_dir / "traceloom.sqlite3") as db:
+            async with Database.open(path) as db:
                 return await work(db)
 
-        return asyncio.run(go())
+        try:
+            return asyncio.run(go())
+        except (OSError, sqlite3.Error) as exc:
+            raise click.ClickException(
+                f"cannot use the database {path}: {exc}"
+            ) from None
 
     yield run
 
@@ -872,7 +908,7 @@ def _opened(
 @_data_dir
 def keys_create(name: str, scopes: tuple[str, ...], data_dir: Path) -> None:
     """Create an API key; it is printed once, as the last line."""
-    with _opened(data_dir) as run:
+    with _opened(data_dir, create=True) as run:
         secret = run(lambda db: create_key(db, name=name, scopes=scopes or ALL_SCOPES))
     click.echo(
         f"Created API key {name!r} with scopes {', '.join(scopes or ALL_SCOPES)}."

@@ -269,12 +269,52 @@ def test_keys_create_list_and_revoke(server: LiveServer, settings: Settings) -> 
 
 def test_revoking_an_unknown_key_is_a_usage_error(settings: Settings) -> None:
     """No such key id: exit 2 naming it."""
+    traceloom({}, "keys", "create", "--name", "x", "--data-dir", str(settings.data_dir))
     result = traceloom(
         {}, "keys", "revoke", "key_nope", "--data-dir", str(settings.data_dir)
     )
 
     assert result.exit_code == 2
     assert "key_nope" in result.output
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["keys", "revoke", "key_x"]])
+def test_a_data_dir_without_a_database_is_a_usage_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped --data-dir is named, and no empty database is left there."""
+    typo = tmp_path / "no-such-dir"
+
+    result = traceloom({}, *command, "--data-dir", str(typo))
+
+    assert result.exit_code == 2
+    assert "no TraceLoom database" in result.output
+    assert not typo.exists()
+
+
+def test_an_unreadable_operator_password_file_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    """A missing password file is one clear line, not a traceback; exit 2."""
+    result = traceloom(
+        {}, "serve", "--data-dir", str(tmp_path / "d"), "--port", "0",
+        "--operator-password-file", str(tmp_path / "missing"),
+    )  # fmt: skip
+
+    assert result.exit_code == 2
+    assert "cannot be read" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_api_key_that_cannot_be_a_header_is_a_usage_error(
+    cli_env: dict[str, str],
+) -> None:
+    """A control character in the key is refused before any request; exit 2."""
+    result = traceloom({**cli_env, "TRACELOOM_API_KEY": "tlk_\x01abc"}, "runs", "list")
+
+    assert result.exit_code == 2
+    assert "visible ASCII" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.e2e
