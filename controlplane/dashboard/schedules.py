@@ -15,6 +15,7 @@ from aiohttp import web
 from controlplane.api.appkeys import SCHEDULES, SETTINGS
 from controlplane.dashboard.auth import require
 from controlplane.dashboard.views import render
+from controlplane.engine.source import split_credentials
 from controlplane.errors import InvalidRequest
 from controlplane.schedules.api import SCOPE, shown_body
 from controlplane.schedules.models import parse_schedule_body
@@ -117,6 +118,16 @@ async def create_schedule(request: web.Request) -> web.Response:
         await request.app[SCHEDULES].create(draft)
     except InvalidRequest as exc:
         errors = {_FIELD_OF_ERROR.get(k, k): v for k, v in exc.fields.items()}
+        # The page shows the form again, but never a password or token the
+        # URL held: those must be typed again, as a password field would be.
+        try:
+            form["gitRepo"], credential = split_credentials(form["gitRepo"])
+        except ValueError:
+            form["gitRepo"], credential = "", "unparsable"
+        if credential:
+            errors.setdefault(
+                "gitRepo", "its credentials are not shown again: type them again"
+            )
         return await _page(request, form=form, errors=errors, status=400)
     raise web.HTTPSeeOther("/schedules")
 

@@ -285,6 +285,30 @@ async def test_a_refused_schedule_form_keeps_its_values_and_names_the_field(
     assert "serverCount" in page
 
 
+async def test_a_refused_schedule_form_never_shows_the_git_password_again(
+    client: TestClient[Any, Any],
+) -> None:
+    """The repository comes back without its credentials, and says so."""
+    key = await create_key(client.app[DB], name="b")
+    await sign_in(client, key=key)
+    form = {
+        "csrf": await csrf_token(client),
+        "name": "nightly",
+        "cron": "0 3 * *",
+        "gitRepo": "https://ci:Pa55wordXYZ@git.example.com/shop.git",
+        "gitBranch": "main",
+        "testPattern": "tests/**/*.spec.ts",
+    }
+
+    answer = await client.post("/schedules", data=form)
+    page = await answer.text()
+
+    assert answer.status == 400
+    assert "Pa55wordXYZ" not in page
+    assert 'value="https://git.example.com/shop.git"' in page
+    assert "type them again" in page
+
+
 async def test_a_key_without_the_scope_sees_a_refusal_page(
     client: TestClient[Any, Any],
 ) -> None:
