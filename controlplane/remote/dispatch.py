@@ -495,10 +495,20 @@ class Dispatcher:
         return f"{conn.host.name} is going away ({notice or 'instance notice'})"
 
     async def _log_tail(self, conn: HostConnection, shard_dir: str) -> str:
-        tail = await conn.run(
-            quote("tail", "-c", "1500", f"{shard_dir}/playwright.log"), check=False
+        """Playwright's output, its start and its end when it is long.
+
+        The start holds the error (a config that does not load names its
+        message and line there); the end holds what it did last.
+        """
+        log_file = shlex.quote(f"{shard_dir}/playwright.log")
+        text = await conn.run(
+            f"[ -f {log_file} ] || exit 0; size=$(wc -c < {log_file});"
+            f' if [ "$size" -le 2000 ]; then cat {log_file};'
+            f" else head -c 1300 {log_file}; printf '\\n[...]\\n';"
+            f" tail -c 600 {log_file}; fi",
+            check=False,
         )
-        return redact_text(tail.stdout.decode(errors="replace").strip())
+        return redact_text(text.stdout.decode(errors="replace").strip())
 
     async def _setup_report(self, conn: HostConnection, job: ShardJob) -> SetupReport:
         """Read back how the setup steps went on this host."""

@@ -355,6 +355,38 @@ async def test_failing_setup_step_ends_the_run_errored_with_its_output(
     assert not traceloom_processes(run["id"])
 
 
+async def test_a_config_that_does_not_load_names_its_error_in_the_reason(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """The message at the head of a long stack trace reaches the run's reason."""
+    # A deep stack makes Playwright's output far longer than what a reason
+    # keeps: the message comes first, the frames after it.
+    config = (
+        "function deep(n: number): never {\n"
+        "  if (n === 0) throw new Error('config boom: no BASE_URL');\n"
+        "  return deep(n - 1);\n"
+        "}\n"
+        "deep(60);\n"
+        "export default {};\n"
+    )
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {"tests/a.spec.ts": spec(("never runs", "expect(1).toBe(1);"))},
+            **{"playwright.config.ts": config},
+        ),
+    )
+
+    run = await wait_for_run(await start(client, auth, run_body(repo)))
+
+    assert run["status"] == "errored"
+    assert "config boom: no BASE_URL" in run["reason"]
+    assert not traceloom_processes(run["id"])
+
+
 SECRET = "s3cr3t-" + "4f1c9a7e2b"
 SECRET_SHA256 = __import__("hashlib").sha256(SECRET.encode()).hexdigest()
 SECRET_SPECS = (
