@@ -13,7 +13,7 @@ both is refused.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -86,18 +86,22 @@ def make_trigger(expression: str, timezone: str) -> CronTrigger:
     except (ZoneInfoNotFoundError, ValueError):
         problems["timezone"] = f"{timezone!r} is not a known time zone (e.g. UTC)"
     try:
-        fields = _split(expression)
-        if fields["day"] not in ("*", "?") and fields["day_of_week"] not in ("*", "?"):
-            raise ValueError(
-                "give a day of month or a day of week, not both (cron and"
-                " APScheduler disagree on what both would mean)"
-            )
+        given = _split(expression)
+        fields = dict(given)
         days = weekdays(fields["day_of_week"])
         fields["day_of_week"] = (
             "*" if days is None else ",".join(_DAY_NAMES[d] for d in sorted(days))
         )
         fields = {k: "*" if v == "?" else v for k, v in fields.items()}
+        # Each field must be valid before their combination is judged.
         trigger = CronTrigger(**fields, timezone=zone or "UTC")
+        if given["day"] not in ("*", "?") and given["day_of_week"] not in ("*", "?"):
+            raise ValueError(
+                "give a day of month or a day of week, not both (cron and"
+                " APScheduler disagree on what both would mean)"
+            )
+        if next_after(trigger, datetime.now(UTC)) is None:
+            raise ValueError("never fires (no such day, e.g. 30 February)")
     except ValueError as exc:
         problems["cron"] = str(exc)
     if problems:

@@ -161,6 +161,8 @@ async def test_the_git_token_of_a_schedule_is_kept_sealed_and_never_shown(
     ("change", "field"),
     [
         ({"cron": "61 * * * *"}, "cron"),
+        ({"cron": "0 0 30 2 *"}, "cron"),
+        ({"cron": "a b c d e"}, "cron"),
         ({"cron": "0 3 1 * 1"}, "cron"),
         ({"cron": "* * *"}, "cron"),
         ({"timezone": "Mars/Olympus"}, "timezone"),

@@ -109,3 +109,29 @@ def test_latest_slot_is_the_last_one_in_the_window() -> None:
 
     assert latest == datetime(2026, 1, 2, 12, 0, 30, tzinfo=UTC)
     assert none is None
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("0 0 30 2 *", "never fires"),
+        ("0 0 31 4 *", "never fires"),
+        ("a b c d e", "is not a day of the week"),
+        ("0 3 x * *", "x"),
+    ],
+)
+def test_the_reason_names_what_is_wrong(cron: str, reason: str) -> None:
+    """A field that is wrong is named before their combination is judged."""
+    with pytest.raises(InvalidRequest) as refused:
+        make_trigger(cron, "UTC")
+
+    assert reason in refused.value.fields["cron"]
+    assert "not both" not in refused.value.fields["cron"]
+
+
+def test_a_leap_day_schedule_is_accepted() -> None:
+    """29 February comes every four years: it fires, so it is allowed."""
+    trigger = make_trigger("0 3 29 2 *", "UTC")
+
+    after = next_after(trigger, datetime(2026, 12, 4, tzinfo=UTC))
+    assert after == datetime(2028, 2, 29, 3, 0, tzinfo=UTC)
