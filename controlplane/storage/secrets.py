@@ -95,6 +95,21 @@ def check_name(name: str) -> None:
         )
 
 
+# What a run's repository can be: a URL, git's scp-like form, or (where the
+# operator allows local repositories) an absolute path.
+_REPOSITORY = re.compile(
+    r"(?:[A-Za-z][A-Za-z0-9+.-]*://[^\s/]+|[^\s/@:]+@[^\s/:]+:|/)\S*\Z"
+)
+
+
+def check_scope(scope: str) -> None:
+    text = scope.strip()
+    if text != GLOBAL_SCOPE and (len(text) > 2048 or not _REPOSITORY.match(text)):
+        raise InvalidRequest(
+            {"scope": "must be '*' or a repository URL (as runs give gitRepo)"}
+        )
+
+
 def load_or_create_key(path: Path) -> bytes:
     """The 256-bit key in ``path``; a new one is made when the file is absent."""
     try:
@@ -148,6 +163,7 @@ class SecretStore:
         """Store (or replace) a value; return its record and whether it is new."""
         check_name(name)
         check_value(value)
+        check_scope(scope)
         scope = normalize_scope(scope)
         now = time.time()
         existed = await self._get(name, scope) is not None
