@@ -138,7 +138,7 @@ def flawed_fields(data: Any) -> set[str]:
             id="source-unknown-field",
         ),
         pytest.param(
-            body(testSource={"type": "s3", "bucket": "b"}),
+            body(testSource={"type": "s3", "bucket": "suites"}),
             {"testSource.key"},
             id="s3-key-missing",
         ),
