@@ -11,8 +11,6 @@ is shared and noisy.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -23,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import TRACELOOM, call, free_port, suite_repository, wait_healthy
+from demo import (
+    TRACELOOM,
+    call,
+    free_port,
+    server_env,
+    suite_repository,
+    wait_healthy,
+)
 
 FINISHED = {"passed", "failed", "errored", "cancelled", "timed_out"}
 
@@ -72,15 +77,9 @@ def main() -> int:
         data_dir = Path(tmp) / "data"
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = dict(os.environ)
-        # As scripts/test and scripts/demo do: Debian's Chromium for hosts
-        # that have no Playwright browsers of their own.
-        chromium = shutil.which("chromium")
-        if chromium and not env.get("TRACELOOM_CHROMIUM_PATH"):
-            env["TRACELOOM_CHROMIUM_PATH"] = chromium
         server = subprocess.Popen(
             [*TRACELOOM, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            env=env,
+            env=server_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import TRACELOOM, call, free_port, wait_healthy  # noqa: E402
+from demo import TRACELOOM, call, free_port, server_env, wait_healthy  # noqa: E402
 
 from controlplane.engine.workqueue import WorkItem, WorkQueue  # noqa: E402
 from controlplane.fleet.local import detect_netns  # noqa: E402
@@ -212,12 +212,10 @@ def bench_suite(
     server = subprocess.Popen(
         [*TRACELOOM, "serve", "--port", str(port), "--data-dir", str(data_dir)],
         stdout=log, stderr=log,
-        env={**os.environ, "TRACELOOM_LOCAL_MAX_HOSTS": "8",
-             "TRACELOOM_MAX_SERVER_COUNT": "8", "TRACELOOM_POLL_INTERVAL_S": "0.2",
-             # The tests open no page, but a host must have the suite's
-             # browser for its projects to run at all (see Browsers).
-             "TRACELOOM_CHROMIUM_PATH": os.environ.get("TRACELOOM_CHROMIUM_PATH")
-             or shutil.which("chromium") or ""},
+        # The tests open no page, but a host must have the suite's browser
+        # for its projects to run at all (see Browsers).
+        env=server_env(TRACELOOM_LOCAL_MAX_HOSTS="8", TRACELOOM_MAX_SERVER_COUNT="8",
+                       TRACELOOM_POLL_INTERVAL_S="0.2"),
     )  # fmt: skip
     rows = []
     try:

@@ -67,6 +67,18 @@ def suite_repository(target: Path) -> Path:
     return target
 
 
+def server_env(**extra: str) -> dict[str, str]:
+    """The environment for ``traceloom serve``: hosts get Debian's Chromium.
+
+    As scripts/test and scripts/demo set it: local hosts have no Playwright
+    browsers of their own, and a run whose browser no host has errors.
+    """
+    env = {**os.environ, **extra}
+    if not env.get("TRACELOOM_CHROMIUM_PATH"):
+        env["TRACELOOM_CHROMIUM_PATH"] = shutil.which("chromium") or ""
+    return env
+
+
 def wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:
     for _ in range(100):
         if server.poll() is not None:
@@ -112,6 +124,7 @@ def main() -> int:
             [*TRACELOOM, "serve", "--port", str(port), "--data-dir", str(data_dir)],
             stdout=log,
             stderr=log,
+            env=server_env(),
         )
         try:
             wait_healthy(base, server)

@@ -121,10 +121,11 @@ async def create_schedule(request: web.Request) -> web.Response:
         # The page shows the form again, but never a password or token the
         # URL held: those must be typed again, as a password field would be.
         try:
-            form["gitRepo"], credential = split_credentials(form["gitRepo"])
+            form["gitRepo"], hidden = split_credentials(form["gitRepo"])
         except ValueError:
-            form["gitRepo"], credential = "", "unparsable"
-        if credential:
+            # Not a URL that can be read apart: none of it is shown.
+            form["gitRepo"], hidden = "", form["gitRepo"]
+        if hidden:
             errors.setdefault(
                 "gitRepo", "its credentials are not shown again: type them again"
             )

@@ -299,7 +299,7 @@ class Dispatcher:
             exit_code, timed_out, setup_state, notice = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress, dispatched=start
             )
-            log_tail = await self._log_tail(conn, shard_dir)
+            log_tail = await self._log_excerpt(conn, shard_dir)
             setup = None
             if setup_state == "failed" or (job.report_setup and setup_state == "ok"):
                 setup = await self._setup_report(conn, job)
@@ -494,7 +494,7 @@ class Dispatcher:
         log.warning("host.notice", host=conn.host.name, notice=notice)
         return f"{conn.host.name} is going away ({notice or 'instance notice'})"
 
-    async def _log_tail(self, conn: HostConnection, shard_dir: str) -> str:
+    async def _log_excerpt(self, conn: HostConnection, shard_dir: str) -> str:
         """Playwright's output, its start and its end when it is long.
 
         The start holds the error (a config that does not load names its

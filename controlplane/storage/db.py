@@ -532,18 +532,18 @@ class Database:
             return None
         return self.open_credential("run", run_id, rows[0]["git_credential"])
 
+    @staticmethod
+    def _credential_context(kind: str, owner: str) -> str:
+        return f"traceloom-git-credential\0{kind}\0{owner}"
+
     def seal_credential(self, kind: str, owner: str, credential: str) -> bytes:
         """``credential`` sealed for the ``kind`` (run, schedule) ``owner``."""
-        return self.sealer.seal(
-            f"traceloom-git-credential\0{kind}\0{owner}", credential
-        )
+        return self.sealer.seal(self._credential_context(kind, owner), credential)
 
     def open_credential(self, kind: str, owner: str, blob: Any) -> str | None:
         """The credential, or None (logged) when this key cannot open it."""
         try:
-            return self.sealer.open(
-                f"traceloom-git-credential\0{kind}\0{owner}", bytes(blob)
-            )
+            return self.sealer.open(self._credential_context(kind, owner), bytes(blob))
         except (InvalidTag, TypeError):
             log.warning("credential.unreadable", kind=kind, owner=owner)
             return None
