@@ -59,6 +59,8 @@ class Settings:
     shutdown: str = "suspend"
     log_format: str = "console"
     log_level: str = "info"
+    # How often a host is asked for its shard's new events. The host itself
+    # watches for the shard's end (a long poll), which is seen within 0.1 s.
     poll_interval_s: float = 0.5
     clone_timeout_s: float = 300.0
     install_timeout_s: float = 900.0

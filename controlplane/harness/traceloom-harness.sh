@@ -2,12 +2,14 @@
 # TraceLoom's harness: what the control plane runs on a host over SSH.
 #
 #   traceloom-harness.sh start SHARD_DIR TIMEOUT_S   start the shard, detached
-#   traceloom-harness.sh poll SHARD_DIR OFFSET       state line, then new events
+#   traceloom-harness.sh poll SHARD_DIR OFFSET [WAIT_MS STATE]
+#                                                    state line, then new events;
+#                                                    first waits up to WAIT_MS
+#                                                    while the state is STATE
 #   traceloom-harness.sh stop SHARD_DIR              stop the shard's processes
 #   traceloom-harness.sh pack SHARD_DIR              tar of attachments and blob
 #   traceloom-harness.sh upload SHARD_DIR PREFIX     post them to a presigned S3
 #                                                    upload, each under PREFIX
-#   traceloom-harness.sh deps-has DEPS_DIR           exit 0 when deps are there
 #   traceloom-harness.sh deps-put DEPS_DIR           unpack a deps tar from stdin
 #   traceloom-harness.sh suite-put SUITE DEPS PKG    unpack the repository from
 #                                                    stdin, link PKG's node_modules
@@ -133,6 +135,17 @@ kill_shard() {
     done
 }
 
+# Sleep $1 seconds so that a TERM to this (sub)shell ends the sleep too:
+# a stopped watchdog must leave no sleep behind, or the stop after the
+# shard finds it and waits out a grace for nothing.
+nap() {
+    sleep "$1" &
+    nap_pid=$!
+    trap 'kill "$nap_pid" 2>/dev/null; exit 0' TERM
+    wait "$nap_pid"
+    trap - TERM
+}
+
 cmd_start() {
     dir=$1
     timeout_s=$2
@@ -151,7 +164,7 @@ cmd_start() {
     # flag across exec), so orphans of the shard stay below it.
     set -- sh "$HARNESS_DIR/traceloom-harness.sh" _run "$dir" "$timeout_s"
     if command -v python3 >/dev/null 2>&1; then
-        set -- python3 -c "$SUBREAPER" "$@"
+        set -- python3 -I -S -c "$SUBREAPER" "$@"
     fi
     setsid "$@" </dev/null >"$dir/harness.log" 2>&1 &
     echo "$!" >"$dir/pid"
@@ -223,7 +236,7 @@ run_setup() {
     : >"$suite.setup.log"
     started=$(date +%s%3N)
     (
-        sleep "$timeout_s"
+        nap "$timeout_s"
         echo "setup ran past its ${timeout_s}s timeout" >"$suite.setup-timed-out"
         kill_shard "$token"
     ) &
@@ -235,6 +248,7 @@ run_setup() {
     ) </dev/null >>"$suite.setup.log" 2>&1
     code=$?
     kill "$setup_watchdog" 2>/dev/null
+    wait "$setup_watchdog" 2>/dev/null
     kill_shard "$token" "$$"
     echo "$(($(date +%s%3N) - started))" >"$suite.setup-ms"
     if [ "$code" -eq 0 ]; then
@@ -294,7 +308,7 @@ cmd_run() {
 
     harness_pid=$$
     (
-        sleep "$timeout_s"
+        nap "$timeout_s"
         echo "shard ran past its ${timeout_s}s timeout" >"$dir/timed_out"
         # $$ is the harness's pid in this subshell too; ask a child for ours.
         kill_shard "$token" "$(exec sh -c 'echo "$PPID"')" "$harness_pid"
@@ -304,16 +318,11 @@ cmd_run() {
         # Its naps are not the shard's processes: stopping the shard must
         # not find a new one every round. Stopped itself, it ends its nap.
         unset TRACELOOM_SHARD
-        nap=
-        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
         while [ ! -s "$NOTICE_FILE" ]; do
-            sleep "$NOTICE_INTERVAL_S" &
-            nap=$!
-            wait "$nap"
+            nap "$NOTICE_INTERVAL_S"
         done
         cp "$NOTICE_FILE" "$dir/notice.tmp" && mv "$dir/notice.tmp" "$dir/notice"
-        # The watchdog first: its sleep is one of the shard's processes, and
-        # it must not take the stop for a timeout.
+        # The watchdog first: it must not take the stop for a timeout.
         kill "$watchdog" 2>/dev/null
         kill_shard "$token"
     ) &
@@ -324,16 +333,19 @@ cmd_run() {
     # Playwright reads each file argument as a regular expression searched
     # in the absolute path, so a.spec.ts would also pick xa.spec.ts. Each
     # file becomes /^<escaped absolute path>$/ and matches itself only; a
-    # line after a tab narrows it to the test declared on that line.
+    # line after a tab narrows it to the test declared on that line. One sed
+    # escapes every line (a tab and digits have nothing to escape).
     tab=$(printf '\t')
+    special='s/[][\\.^$*+?(){}|/]/\\&/g'
+    root=$(printf '%s\n' "$real_suite/" | sed "$special")
+    sed "$special" "$dir/args" >"$dir/args.escaped"
     set --
     while IFS= read -r entry; do
         file=${entry%%"$tab"*}
         line=
         [ "$file" != "$entry" ] && line=":${entry#*"$tab"}"
-        escaped=$(printf '%s\n' "$real_suite/$file" | sed 's/[][\\.^$*+?(){}|/]/\\&/g')
-        set -- "$@" "/^$escaped\$/$line"
-    done <"$dir/args"
+        set -- "$@" "/^$root$file\$/$line"
+    done <"$dir/args.escaped"
     if [ -f "$dir/projects" ]; then
         while IFS= read -r project; do
             set -- "$@" "--project=$project"
@@ -365,6 +377,7 @@ cmd_run() {
     rm -f "$dir/secrets.sh"
 
     kill "$watchdog" "$notice_watch" 2>/dev/null
+    wait "$watchdog" "$notice_watch" 2>/dev/null
     # Whatever Playwright left behind (a web server, a stray child) goes too.
     kill_shard "$token" "$$" "$$"
     echo "leftovers stopped after $stop_checks checks" >&2
@@ -375,6 +388,19 @@ cmd_run() {
 cmd_poll() {
     dir=$1
     offset=$2
+    wait_ms=${3:-0}
+    seen=${4:-}
+    # A long poll: while the shard's state is still the one the caller saw,
+    # wait here (a builtin read and a short sleep a round) for up to
+    # WAIT_MS, so the caller learns of a change within a tenth of a second
+    # without asking over SSH ten times a second.
+    while [ "$wait_ms" -gt 0 ]; do
+        now=missing
+        [ -f "$dir/state" ] && { read -r now <"$dir/state" || now=; }
+        [ "$now" = "$seen" ] || break
+        sleep 0.1
+        wait_ms=$((wait_ms - 100))
+    done
     state=$(cat "$dir/state" 2>/dev/null || echo missing)
     code=$(cat "$dir/exit_code" 2>/dev/null || echo -)
     timed_out=no
@@ -498,10 +524,6 @@ place_deps() {
     done <"$deps/place.list"
 }
 
-cmd_deps_has() {
-    [ -f "$1/.complete" ]
-}
-
 cmd_deps_put() {
     deps=$1
     [ -f "$deps/.complete" ] && cat >/dev/null && exit 0
@@ -525,7 +547,6 @@ poll) cmd_poll "$@" ;;
 stop) cmd_stop "$@" ;;
 pack) cmd_pack "$@" ;;
 upload) cmd_upload "$@" ;;
-deps-has) cmd_deps_has "$@" ;;
 deps-put) cmd_deps_put "$@" ;;
 suite-put) cmd_suite_put "$@" ;;
 *) die "unknown command $command" ;;

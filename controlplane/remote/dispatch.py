@@ -4,7 +4,9 @@ Everything goes over the host's SSH connection: the harness, the suite's
 dependencies (only when the host lacks them), the repository, then
 ``traceloom-harness.sh start``, which detaches Playwright from the session.
 Progress is read by polling the shard's event file from the last offset, so
-a dropped connection loses nothing that was already written.
+a dropped connection loses nothing that was already written. Each poll waits
+on the host while the shard's state stays the same (a long poll): its end is
+seen at once, yet a host is asked only every ``poll_interval_s``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import re
 import secrets
 import shlex
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -39,6 +42,9 @@ log = get_logger(__name__)
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STOP_TIMEOUT_S = 30.0
+_POLL_TIMEOUT_S = 60.0
+# The most event bytes one poll returns (the harness's head -c).
+_POLL_CAP = 4 << 20
 _UPLOAD_TIMEOUT_S = 900.0
 _SETUP_OUTPUT_CHARS = 8000
 # How long past its own timeout a shard may take to report before the
@@ -219,6 +225,10 @@ def setup_script(steps: list[tuple[str, str]]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+async def _nothing() -> None:
+    return None
+
+
 class Dispatcher:
     def __init__(self, store: ArtifactStore, *, poll_interval_s: float) -> None:
         self.store = store
@@ -285,11 +295,18 @@ class Dispatcher:
                         f"batch {job.index} never started on {host.name}"
                     )
             if start:
-                await self._prepare(conn, host, payload, job, shard_dir)
-                await conn.run(
-                    quote("sh", harness, "start", shard_dir, str(job.timeout_s))
-                )
+                await self._prepare(conn, host, payload, job)
+                # From here a cancel stops the shard (a stop of one that
+                # never began does nothing).
                 started = True
+                # The shard's folder and its start in one command.
+                folder = shlex.quote(shard_dir)
+                await conn.run(
+                    f"rm -rf {folder} && mkdir -p {folder}"
+                    f" && (umask 077 && tar -x -C {folder}) && "
+                    + quote("sh", harness, "start", shard_dir, str(job.timeout_s)),
+                    stdin=self._job_archive(host, payload, job),
+                )
                 log.info(
                     "shard.dispatched",
                     host=host.name,
@@ -299,13 +316,18 @@ class Dispatcher:
             exit_code, timed_out, setup_state, notice = await self._follow(
                 conn, harness, shard_dir, job, results, on_progress, dispatched=start
             )
-            log_tail = await self._log_excerpt(conn, shard_dir)
-            setup = None
-            if setup_state == "failed" or (job.report_setup and setup_state == "ok"):
-                setup = await self._setup_report(conn, job)
-            browsers = await self._browsers(conn, shard_dir)
-            if job.mode == "run":
-                await self._collect(conn, harness, shard_dir, results)
+            # What is left to read, at once over the one connection.
+            wants_setup = setup_state == "failed" or (
+                job.report_setup and setup_state == "ok"
+            )
+            log_tail, setup, browsers, _ = await asyncio.gather(
+                self._log_excerpt(conn, shard_dir),
+                self._setup_report(conn, job) if wants_setup else _nothing(),
+                self._browsers(conn, shard_dir),
+                self._collect(conn, harness, shard_dir, results)
+                if job.mode == "run"
+                else _nothing(),
+            )
             if notice:
                 # What it reported and attached is kept; the rest is the lost
                 # host's unfinished work, moved to another host.
@@ -344,13 +366,25 @@ class Dispatcher:
         host: Host,
         payload: Payload,
         job: ShardJob,
-        shard_dir: str,
     ) -> None:
         harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
-        check = await conn.run(
-            quote("test", "-f", f"{harness_dir}/.complete"), check=False
+        deps_dir = f"{host.deps_root}/{payload.deps.key}"
+        suite = f"{host.work_root}/runs/{job.run_id}/suite"
+        # One command asks what the host has already: harness, deps, suite.
+        markers = (
+            f"{harness_dir}/.complete",
+            f"{deps_dir}/.complete",
+            f"{suite}.complete",
         )
-        if check.exit_status != 0:
+        found = await conn.run(
+            "for f in "
+            + quote(*markers)
+            + '; do test -f "$f" && printf 1 || printf 0; done'
+        )
+        has_harness, has_deps, has_suite = (
+            (found.stdout.decode() + "000")[i] == "1" for i in range(3)
+        )
+        if not has_harness:
             # Unpacked aside and moved in whole: shards starting at once on
             # one host (a static host's slots) never see a half-written one.
             quoted = shlex.quote(harness_dir)
@@ -362,20 +396,14 @@ class Dispatcher:
                 payload.harness_archive,
             )
         harness = f"{harness_dir}/traceloom-harness.sh"
-        deps_dir = f"{host.deps_root}/{payload.deps.key}"
-        has = await conn.run(quote("sh", harness, "deps-has", deps_dir), check=False)
-        if has.exit_status != 0:
+        if not has_deps:
             log.info("deps.shipping", host=host.name, key=payload.deps.key)
             await conn.send_file(
                 quote("sh", harness, "deps-put", deps_dir), payload.deps.archive
             )
         # One copy of the repository per host and run, at the same path on
         # every remote host; shards keep their outputs in their own folders.
-        suite = f"{host.work_root}/runs/{job.run_id}/suite"
-        has_suite = await conn.run(
-            quote("test", "-f", f"{suite}.complete"), check=False
-        )
-        if has_suite.exit_status != 0:
+        if not has_suite:
             if payload.setup_script is not None:
                 await conn.run(
                     f"mkdir -p {shlex.quote(str(Path(suite).parent))}"
@@ -386,8 +414,11 @@ class Dispatcher:
                 quote("sh", harness, "suite-put", suite, deps_dir, payload.package_dir),
                 payload.suite_archive,
             )
-        await conn.run(quote("rm", "-rf", shard_dir))
-        await conn.run(quote("mkdir", "-p", shard_dir))
+
+    def _job_archive(self, host: Host, payload: Payload, job: ShardJob) -> bytes:
+        """The shard folder's files as one tar, readable by their owner only."""
+        suite = f"{host.work_root}/runs/{job.run_id}/suite"
+        deps_dir = f"{host.deps_root}/{payload.deps.key}"
         files = {
             "args": "".join(f"{s}\n" for s in job.selectors),
             "suite_path": suite + "\n",
@@ -400,20 +431,20 @@ class Dispatcher:
         }
         if job.projects is not None:
             files["projects"] = "".join(f"{p}\n" for p in job.projects)
-        for name, text in files.items():
-            target = shlex.quote(f"{shard_dir}/{name}")
-            if not text:
-                # asyncssh sends no end of input with an empty one: cat would wait.
-                await conn.run(f": > {target}")
-                continue
-            await conn.run(f"cat > {target}", stdin=text.encode())
         if job.secrets:
-            # Readable by the harness's user only, and deleted by the harness
-            # as soon as Playwright has read it.
-            await conn.run(
-                f"umask 077 && cat > {shlex.quote(f'{shard_dir}/secrets.sh')}",
-                stdin=env_script(job.secrets).encode(),
-            )
+            # Deleted by the harness as soon as Playwright has read it.
+            files["secrets.sh"] = env_script(job.secrets)
+        buffer = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, text in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o600
+                info.mtime = now
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
 
     async def _follow(
         self,
@@ -440,14 +471,26 @@ class Dispatcher:
         running = False
         offset = 0
         stopped_here = False
+        # The host waits for a change of state (a long poll), so "done" is
+        # seen within a tenth of a second; new events come at least this often.
+        wait_ms = max(int(self.poll_interval_s * 1000), 0)
+        seen = ""
+        chunk = b""
         while True:
+            # No wait when the state is final or events are left to drain.
+            drain = seen in ("done", "missing") or len(chunk) >= _POLL_CAP
+            waiting = 0 if drain else wait_ms
             polled = await conn.run(
-                quote("sh", harness, "poll", shard_dir, str(offset))
+                quote(
+                    "sh", harness, "poll", shard_dir, str(offset), str(waiting), seen
+                ),
+                timeout_s=_POLL_TIMEOUT_S + waiting / 1000,
             )
             header, _, chunk = polled.stdout.partition(b"\n")
             fields = dict(
                 item.split("=", 1) for item in header.decode().split() if "=" in item
             )
+            seen = fields.get("state", "")
             started = fields.get("started", "-")
             if started.isdigit():
                 results.started_ms = int(started)
@@ -482,8 +525,8 @@ class Dispatcher:
                     quote("sh", harness, "stop", shard_dir), timeout_s=_STOP_TIMEOUT_S
                 )
                 stopped_here = True
-            if not chunk:
-                await asyncio.sleep(self.poll_interval_s)
+            if not chunk and not waiting:
+                await asyncio.sleep(max(self.poll_interval_s, 0.05))
 
     async def _notice(self, conn: HostConnection, shard_dir: str) -> str:
         """Why the host stopped the shard: its instance's notice, in one line."""

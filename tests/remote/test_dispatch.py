@@ -77,13 +77,16 @@ async def test_following_a_batch_that_never_began_says_so(
         await dispatcher.attach(host, payload, _job(3), results, _nothing)
 
 
+@pytest.mark.parametrize(("leaves_child", "checks"), [(True, 1), (False, 0)])
 async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
-    host: Host, tmp_path: Path
+    host: Host, tmp_path: Path, leaves_child: bool, checks: int
 ) -> None:
     """The harness's last stop ends a leftover child and sees at once it is gone.
 
     Its own looking (the commands that read /proc) is not part of the shard:
-    when it was, every shard waited out the whole grace before it ended.
+    when it was, every shard waited out the whole grace before it ended. A
+    Playwright that leaves nothing needs no look at all: the watchdogs'
+    sleeps end with them, so the stop finds nothing to wait for.
     """
     payload = _payload(tmp_path)
     conn = await HostConnection.open(host)
@@ -98,6 +101,8 @@ async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
         shard = f"{host.work_root}/runs/{RUN}/shard-0"
         # A stand-in for Playwright: it leaves a child behind and exits 0.
         fake = '#!/bin/sh\nsleep 300 &\necho $! > "$TRACELOOM_SHARD_DIR/leftover"\n'
+        if not leaves_child:
+            fake = '#!/bin/sh\necho 999999999 > "$TRACELOOM_SHARD_DIR/leftover"\n'
         await conn.run(
             f"mkdir -p {quote(suite + '/node_modules/.bin')} {quote(shard)}"
             f" && cat > {quote(suite + '/node_modules/.bin/playwright')}"
@@ -126,5 +131,56 @@ async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
     finally:
         await conn.close()
 
-    assert "leftovers stopped after 1 checks" in log, log
+    assert f"leftovers stopped after {checks} checks" in log, log
     assert alive.exit_status != 0
+
+
+async def test_a_poll_waits_on_the_host_for_the_state_to_change(
+    host: Host, tmp_path: Path
+) -> None:
+    """A long poll returns as soon as the state is not the one the caller saw.
+
+    It returns at once when the state already differs, waits out its time
+    when nothing changes, and cuts the wait short on a change, so a shard's
+    end is seen at once without asking the host ten times a second.
+    """
+    payload = _payload(tmp_path)
+    conn = await HostConnection.open(host)
+    loop = asyncio.get_running_loop()
+    try:
+        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
+        await conn.send_file(
+            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
+            payload.harness_archive,
+        )
+        harness = f"{harness_dir}/traceloom-harness.sh"
+        shard = f"{host.work_root}/runs/{RUN}/shard-0"
+        await conn.run(
+            f"mkdir -p {quote(shard)} && echo running > {quote(shard + '/state')}"
+            f" && printf '{{}}\\n' > {quote(shard + '/events.jsonl')}"
+        )
+
+        async def poll(wait_ms: int, seen: str) -> tuple[str, float]:
+            began = loop.time()
+            done = await conn.run(
+                quote("sh", harness, "poll", shard, "0", str(wait_ms), seen)
+            )
+            return done.stdout.decode(), loop.time() - began
+
+        changed, changed_s = await poll(20_000, "starting")
+        unchanged, unchanged_s = await poll(600, "running")
+        # The state changes while a poll with a long wait is under way.
+        await conn.run(
+            f"(sleep 1; echo done > {quote(shard + '/state')}) >/dev/null 2>&1 &"
+        )
+        ended, ended_s = await poll(20_000, "running")
+    finally:
+        await conn.close()
+
+    assert changed.startswith("state=running ")
+    assert changed.endswith("{}\n")
+    assert changed_s < 10, changed_s
+    assert unchanged.startswith("state=running ")
+    assert unchanged_s >= 0.6
+    assert ended.startswith("state=done "), ended
+    assert 1.0 <= ended_s < 10, ended_s
