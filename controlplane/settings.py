@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ _POSITIVE = (
     "clone_timeout_s",
     "install_timeout_s",
 )
+# A host's progress unseen for longer than this is no interval but an outage.
+_MAX_POLL_INTERVAL_S = 60.0
 _CHOICES = {"log_format": ("console", "json"), "shutdown": ("suspend", "stop")}
 
 
@@ -194,8 +197,15 @@ def settings_from_env(
 def check(settings: Settings) -> None:
     """Refuse values no control plane can work with, naming the variable."""
     for name in _POSITIVE:
-        if getattr(settings, name) <= 0:
+        value = getattr(settings, name)
+        # "not above" refuses nan too; inf is no timeout or interval either.
+        if not value > 0 or math.isinf(value):
             raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be above 0")
+    if settings.poll_interval_s > _MAX_POLL_INTERVAL_S:
+        raise SettingsError(
+            f"{ENV_PREFIX}POLL_INTERVAL_S must be at most {_MAX_POLL_INTERVAL_S:.0f}"
+            " (seconds between looks at a host's progress)"
+        )
     if not 0 <= settings.port <= 65535:
         raise SettingsError(f"{ENV_PREFIX}PORT must be between 0 and 65535")
     for name, allowed in _CHOICES.items():

@@ -23,7 +23,7 @@
 # suite's package manager), projects (Playwright projects to run, one a
 # line), mode ("list": run the setup steps and list the tests; "setup":
 # only run the setup steps) and secrets.sh (the run's
-# secrets, read once and deleted). SUITE.setup.sh, next to the repository,
+# secrets, read once and deleted); stop leaves a "stopping" mark there. SUITE.setup.sh, next to the repository,
 # holds the traceloom.yml setup steps: they run once per repository copy,
 # before its first Playwright, and SUITE.setup-ok / SUITE.setup-failed
 # record how they ended, SUITE.setup.log what they printed. Every process of a shard carries TRACELOOM_SHARD=<token> in
@@ -242,6 +242,7 @@ run_setup() {
     ) &
     setup_watchdog=$!
     (
+        [ -f "$dir/stopping" ] && exit 143
         load_suite_env "$dir"
         # shellcheck disable=SC1090
         . "$suite.setup.sh"
@@ -366,6 +367,7 @@ cmd_run() {
         # The suite's variables apply to Playwright only, never to the
         # harness's own commands (a suite's PATH cannot break the watchdog).
         (
+            [ -f "$dir/stopping" ] && exit 143
             load_suite_env "$dir"
             rm -f "$dir/secrets.sh"
             exec "$playwright" test "$@"
@@ -390,16 +392,22 @@ cmd_poll() {
     offset=$2
     wait_ms=${3:-0}
     seen=${4:-}
+    case $wait_ms in '' | *[!0-9]* | ?????????*) wait_ms=0 ;; esac
     # A long poll: while the shard's state is still the one the caller saw,
     # wait here (a builtin read and a short sleep a round) for up to
     # WAIT_MS, so the caller learns of a change within a tenth of a second
-    # without asking over SSH ten times a second.
+    # without asking over SSH ten times a second. A sleep that takes whole
+    # seconds only makes the rounds a second long.
     while [ "$wait_ms" -gt 0 ]; do
         now=missing
         [ -f "$dir/state" ] && { read -r now <"$dir/state" || now=; }
         [ "$now" = "$seen" ] || break
-        sleep 0.1
-        wait_ms=$((wait_ms - 100))
+        if sleep 0.1 2>/dev/null; then
+            wait_ms=$((wait_ms - 100))
+        else
+            sleep 1
+            wait_ms=$((wait_ms - 1000))
+        fi
     done
     state=$(cat "$dir/state" 2>/dev/null || echo missing)
     code=$(cat "$dir/exit_code" 2>/dev/null || echo -)
@@ -427,6 +435,10 @@ cmd_stop() {
     dir=$1
     [ -f "$dir/token" ] || exit 0
     rm -f "$dir/secrets.sh"
+    # First the mark, then the look: a harness that forks Playwright's (or
+    # the setup's) subshell after the look sees the mark and starts nothing;
+    # one forked before it is below the harness, and the look finds it.
+    : >"$dir/stopping"
     kill_shard "$(cat "$dir/token")" "$$" "$(cat "$dir/pid" 2>/dev/null)"
     [ -f "$dir/exit_code" ] || echo 143 >"$dir/exit_code"
     echo "done" >"$dir/state"

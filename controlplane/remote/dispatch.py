@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ _STOP_TIMEOUT_S = 30.0
 _POLL_TIMEOUT_S = 60.0
 # The most event bytes one poll returns (the harness's head -c).
 _POLL_CAP = 4 << 20
+# The longest a poll waits on the host: well inside SSH keepalives.
+_MAX_WAIT_MS = 10_000
 _UPLOAD_TIMEOUT_S = 900.0
 _SETUP_OUTPUT_CHARS = 8000
 # How long past its own timeout a shard may take to report before the
@@ -229,6 +231,16 @@ async def _nothing() -> None:
     return None
 
 
+@contextlib.asynccontextmanager
+async def _together() -> AsyncIterator[asyncio.TaskGroup]:
+    """A task group whose first failure stops the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 class Dispatcher:
     def __init__(self, store: ArtifactStore, *, poll_interval_s: float) -> None:
         self.store = store
@@ -296,17 +308,26 @@ class Dispatcher:
                     )
             if start:
                 await self._prepare(conn, host, payload, job)
-                # From here a cancel stops the shard (a stop of one that
-                # never began does nothing).
-                started = True
                 # The shard's folder and its start in one command.
                 folder = shlex.quote(shard_dir)
-                await conn.run(
-                    f"rm -rf {folder} && mkdir -p {folder}"
-                    f" && (umask 077 && tar -x -C {folder}) && "
-                    + quote("sh", harness, "start", shard_dir, str(job.timeout_s)),
-                    stdin=self._job_archive(host, payload, job),
+                starting = asyncio.ensure_future(
+                    conn.run(
+                        f"rm -rf {folder} && mkdir -p {folder}"
+                        f" && (umask 077 && tar -x -m -C {folder}) && "
+                        + quote("sh", harness, "start", shard_dir, str(job.timeout_s)),
+                        stdin=self._job_archive(host, payload, job),
+                    )
                 )
+                # From here a cancel stops the shard. The command goes on on
+                # the host whatever happens here, so a cancel first lets it
+                # end: a stop sent meanwhile would miss what it starts.
+                started = True
+                try:
+                    await asyncio.shield(starting)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(starting, _STOP_TIMEOUT_S)
+                    raise
                 log.info(
                     "shard.dispatched",
                     host=host.name,
@@ -320,13 +341,18 @@ class Dispatcher:
             wants_setup = setup_state == "failed" or (
                 job.report_setup and setup_state == "ok"
             )
-            log_tail, setup, browsers, _ = await asyncio.gather(
-                self._log_excerpt(conn, shard_dir),
-                self._setup_report(conn, job) if wants_setup else _nothing(),
-                self._browsers(conn, shard_dir),
-                self._collect(conn, harness, shard_dir, results)
-                if job.mode == "run"
-                else _nothing(),
+            async with _together() as group:
+                excerpt = group.create_task(self._log_excerpt(conn, shard_dir))
+                setup_read = group.create_task(
+                    self._setup_report(conn, job) if wants_setup else _nothing()
+                )
+                found = group.create_task(self._browsers(conn, shard_dir))
+                if job.mode == "run":
+                    group.create_task(self._collect(conn, harness, shard_dir, results))
+            log_tail, setup, browsers = (
+                excerpt.result(),
+                setup_read.result(),
+                found.result(),
             )
             if notice:
                 # What it reported and attached is kept; the rest is the lost
@@ -381,9 +407,8 @@ class Dispatcher:
             + quote(*markers)
             + '; do test -f "$f" && printf 1 || printf 0; done'
         )
-        has_harness, has_deps, has_suite = (
-            (found.stdout.decode() + "000")[i] == "1" for i in range(3)
-        )
+        answer = found.stdout.decode(errors="replace").strip()[-3:].rjust(3, "0")
+        has_harness, has_deps, has_suite = (answer[i] == "1" for i in range(3))
         if not has_harness:
             # Unpacked aside and moved in whole: shards starting at once on
             # one host (a static host's slots) never see a half-written one.
@@ -442,7 +467,7 @@ class Dispatcher:
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mode = 0o600
-                info.mtime = now
+                info.mtime = int(now)
                 tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
@@ -473,13 +498,14 @@ class Dispatcher:
         stopped_here = False
         # The host waits for a change of state (a long poll), so "done" is
         # seen within a tenth of a second; new events come at least this often.
-        wait_ms = max(int(self.poll_interval_s * 1000), 0)
+        wait_ms = min(max(int(self.poll_interval_s * 1000), 0), _MAX_WAIT_MS)
         seen = ""
         chunk = b""
         while True:
             # No wait when the state is final or events are left to drain.
             drain = seen in ("done", "missing") or len(chunk) >= _POLL_CAP
             waiting = 0 if drain else wait_ms
+            asked, began = seen, loop.time()
             polled = await conn.run(
                 quote(
                     "sh", harness, "poll", shard_dir, str(offset), str(waiting), seen
@@ -491,6 +517,9 @@ class Dispatcher:
                 item.split("=", 1) for item in header.decode().split() if "=" in item
             )
             seen = fields.get("state", "")
+            # A host that did not wait (its sleep takes whole seconds only)
+            # is not asked again at once: no tight loop over SSH.
+            hurried = seen == asked and loop.time() - began < waiting / 2000
             started = fields.get("started", "-")
             if started.isdigit():
                 results.started_ms = int(started)
@@ -525,7 +554,7 @@ class Dispatcher:
                     quote("sh", harness, "stop", shard_dir), timeout_s=_STOP_TIMEOUT_S
                 )
                 stopped_here = True
-            if not chunk and not waiting:
+            if not chunk and (not waiting or hurried):
                 await asyncio.sleep(max(self.poll_interval_s, 0.05))
 
     async def _notice(self, conn: HostConnection, shard_dir: str) -> str:

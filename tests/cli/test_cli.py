@@ -179,6 +179,9 @@ def test_an_unreadable_body_file_is_a_usage_error(
         ("TRACELOOM_MAX_SERVER_COUNT", "0", "must be above 0"),
         ("TRACELOOM_LOCAL_MAX_HOSTS", "-1", "must be above 0"),
         ("TRACELOOM_POLL_INTERVAL_S", "0", "must be above 0"),
+        ("TRACELOOM_POLL_INTERVAL_S", "nan", "must be above 0"),
+        ("TRACELOOM_CLONE_TIMEOUT_S", "inf", "must be above 0"),
+        ("TRACELOOM_POLL_INTERVAL_S", "1e17", "must be at most 60"),
         ("TRACELOOM_ALLOW_LOCAL_REPOS", "maybe", "not a valid boolean"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,73 @@ async def test_a_poll_waits_on_the_host_for_the_state_to_change(
     assert unchanged_s >= 0.6
     assert ended.startswith("state=done "), ended
     assert 1.0 <= ended_s < 10, ended_s
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.003, 0.01, 0.02, 0.05, 0.1])
+async def test_a_cancel_while_a_shard_starts_leaves_nothing_running(
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after_s: float
+) -> None:
+    """A cancel that lands while the shard starts still stops it.
+
+    The start command goes on on the host whatever the control plane does,
+    and a stop can reach the harness before it has started Playwright: the
+    stop must still keep Playwright from running.
+    """
+    payload = _payload(tmp_path)
+    suite = f"{host.work_root}/runs/{RUN}/suite"
+    shard = f"{host.work_root}/runs/{RUN}/shard-0"
+    conn = await HostConnection.open(host)
+    try:
+        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
+        await conn.send_file(
+            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
+            payload.harness_archive,
+        )
+        # A stand-in for Playwright that would run for minutes.
+        fake = '#!/bin/sh\necho $$ > "$TRACELOOM_SHARD_DIR/pw.pid"\nexec sleep 300\n'
+        await conn.run(
+            f"mkdir -p {quote(suite + '/node_modules/.bin')}"
+            f" && cat > {quote(suite + '/node_modules/.bin/playwright')}"
+            f" && chmod +x {quote(suite + '/node_modules/.bin/playwright')}",
+            stdin=fake.encode(),
+        )
+    finally:
+        await conn.close()
+
+    async def already_there(*_args: object) -> None:
+        return None
+
+    sent = asyncio.Event()
+    real_run = HostConnection.run
+
+    async def run(self: HostConnection, command: str, **kwargs: Any) -> Any:
+        if " start " in command:
+            sent.set()
+        return await real_run(self, command, **kwargs)
+
+    monkeypatch.setattr(Dispatcher, "_prepare", already_there)
+    monkeypatch.setattr(HostConnection, "run", run)
+    dispatcher = Dispatcher(LocalArtifactStore(tmp_path / "store"), poll_interval_s=0.1)
+    results = ShardResults(run_id=RUN, shard_index=0, artifact_prefix=f"{RUN}/x")
+    task = asyncio.create_task(
+        dispatcher.run_shard(host, payload, _job(0), results, _nothing)
+    )
+    await asyncio.wait_for(sent.wait(), 30)
+    await asyncio.sleep(after_s)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    conn = await HostConnection.open(host)
+    try:
+        # Whatever began must be gone; give a late start its moment first.
+        await asyncio.sleep(1.0)
+        check = await conn.run(
+            f"[ -f {quote(shard + '/pw.pid')} ] || exit 0;"
+            f' kill -0 "$(cat {quote(shard + "/pw.pid")})" 2>/dev/null && echo alive;'
+            " exit 0"
+        )
+    finally:
+        await conn.close()
+    assert check.stdout.strip() == b"", "the shard's Playwright is still running"
