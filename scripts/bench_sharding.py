@@ -140,27 +140,22 @@ def traceloom_run(base: str, key: str, repo: Path, hosts: int) -> dict[str, Any]
     return {"status": run["status"], "makespan": end - start, "verdict": verdict_s}
 
 
+def playwright(suite: Path, netns: str, *args: str) -> subprocess.Popen[bytes]:
+    """``playwright test ARGS`` in the suite, in a namespace of its own."""
+    return subprocess.Popen(
+        [*netns_prefix(netns), "sh", "-c",
+         'ip link set lo up 2>/dev/null; exec "$0" "$@"',
+         "./node_modules/.bin/playwright", "test", *args, "--reporter=dot"],
+        cwd=suite, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "CI": "1"},
+    )  # fmt: skip
+
+
 def playwright_shards(suite: Path, hosts: int, netns: str) -> float:
     """Makespan of N concurrent ``playwright test --shard=i/N`` processes."""
     started = time.monotonic()
     procs = [
-        subprocess.Popen(
-            [
-                *netns_prefix(netns),
-                "sh",
-                "-c",
-                'ip link set lo up 2>/dev/null; exec "$0" "$@"',
-                "./node_modules/.bin/playwright",
-                "test",
-                f"--shard={i}/{hosts}",
-                "--reporter=dot",
-            ],
-            cwd=suite,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "CI": "1"},
-        )
-        for i in range(1, hosts + 1)
+        playwright(suite, netns, f"--shard={i}/{hosts}") for i in range(1, hosts + 1)
     ]
     for proc in procs:
         proc.wait()
@@ -182,23 +177,7 @@ def start_cost(suite: Path, netns: str, at_once: int = 1) -> float:
     for _ in range(3):
         began = time.monotonic()
         procs = [
-            subprocess.Popen(
-                [
-                    *netns_prefix(netns),
-                    "sh",
-                    "-c",
-                    'ip link set lo up 2>/dev/null; exec "$0" "$@"',
-                    "./node_modules/.bin/playwright",
-                    "test",
-                    "tests/zz-trivial.spec.ts",
-                    "--reporter=dot",
-                ],
-                cwd=suite,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env={**os.environ, "CI": "1"},
-            )
-            for _ in range(at_once)
+            playwright(suite, netns, "tests/zz-trivial.spec.ts") for _ in range(at_once)
         ]
         for proc in procs:
             proc.wait()

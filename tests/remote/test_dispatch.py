@@ -55,6 +55,26 @@ async def _nothing(_results: ShardResults) -> None:
     return None
 
 
+async def _put_harness(conn: HostConnection, host: Host, payload: Payload) -> str:
+    """Unpack the harness on the host; return the path of its script."""
+    folder = f"{host.work_root}/harness/{payload.harness_key}"
+    await conn.send_file(
+        f"mkdir -p {quote(folder)} && tar -x -C {quote(folder)}",
+        payload.harness_archive,
+    )
+    return f"{folder}/traceloom-harness.sh"
+
+
+async def _put_playwright(conn: HostConnection, suite: str, script: str) -> None:
+    """Put ``script`` where the harness looks for the suite's Playwright."""
+    target = quote(suite + "/node_modules/.bin/playwright")
+    await conn.run(
+        f"mkdir -p {quote(suite + '/node_modules/.bin')}"
+        f" && cat > {target} && chmod +x {target}",
+        stdin=script.encode(),
+    )
+
+
 @pytest.mark.parametrize("prepared", [False, True], ids=["bare-host", "not-begun"])
 async def test_following_a_batch_that_never_began_says_so(
     host: Host, tmp_path: Path, prepared: bool
@@ -62,11 +82,8 @@ async def test_following_a_batch_that_never_began_says_so(
     """A batch recorded before a restart but never started is not a lost host."""
     payload = _payload(tmp_path)
     if prepared:
-        folder = f"{host.work_root}/harness/{payload.harness_key}"
         conn = await HostConnection.open(host)
-        await conn.send_file(
-            f"mkdir -p {folder} && tar -x -C {folder}", payload.harness_archive
-        )
+        await _put_harness(conn, host, payload)
         shard = f"{host.work_root}/runs/{RUN}/shard-3"
         # Prepared (its token written) but stopped before the harness began.
         await conn.run(f"mkdir -p {quote(shard)} && echo t > {quote(shard + '/token')}")
@@ -92,24 +109,15 @@ async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
     payload = _payload(tmp_path)
     conn = await HostConnection.open(host)
     try:
-        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
-        await conn.send_file(
-            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
-            payload.harness_archive,
-        )
-        harness = f"{harness_dir}/traceloom-harness.sh"
+        harness = await _put_harness(conn, host, payload)
         suite = f"{host.work_root}/runs/{RUN}/suite"
         shard = f"{host.work_root}/runs/{RUN}/shard-0"
         # A stand-in for Playwright: it leaves a child behind and exits 0.
         fake = '#!/bin/sh\nsleep 300 &\necho $! > "$TRACELOOM_SHARD_DIR/leftover"\n'
         if not leaves_child:
             fake = '#!/bin/sh\necho 999999999 > "$TRACELOOM_SHARD_DIR/leftover"\n'
-        await conn.run(
-            f"mkdir -p {quote(suite + '/node_modules/.bin')} {quote(shard)}"
-            f" && cat > {quote(suite + '/node_modules/.bin/playwright')}"
-            f" && chmod +x {quote(suite + '/node_modules/.bin/playwright')}",
-            stdin=fake.encode(),
-        )
+        await _put_playwright(conn, suite, fake)
+        await conn.run(quote("mkdir", "-p", shard))
         for name, text in {
             "token": "leftover-test\n",
             "suite_path": suite + "\n",
@@ -149,12 +157,7 @@ async def test_a_poll_waits_on_the_host_for_the_state_to_change(
     conn = await HostConnection.open(host)
     loop = asyncio.get_running_loop()
     try:
-        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
-        await conn.send_file(
-            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
-            payload.harness_archive,
-        )
-        harness = f"{harness_dir}/traceloom-harness.sh"
+        harness = await _put_harness(conn, host, payload)
         shard = f"{host.work_root}/runs/{RUN}/shard-0"
         await conn.run(
             f"mkdir -p {quote(shard)} && echo running > {quote(shard + '/state')}"
@@ -202,19 +205,10 @@ async def test_a_cancel_while_a_shard_starts_leaves_nothing_running(
     shard = f"{host.work_root}/runs/{RUN}/shard-0"
     conn = await HostConnection.open(host)
     try:
-        harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
-        await conn.send_file(
-            f"mkdir -p {harness_dir} && tar -x -C {harness_dir}",
-            payload.harness_archive,
-        )
+        await _put_harness(conn, host, payload)
         # A stand-in for Playwright that would run for minutes.
         fake = '#!/bin/sh\necho $$ > "$TRACELOOM_SHARD_DIR/pw.pid"\nexec sleep 300\n'
-        await conn.run(
-            f"mkdir -p {quote(suite + '/node_modules/.bin')}"
-            f" && cat > {quote(suite + '/node_modules/.bin/playwright')}"
-            f" && chmod +x {quote(suite + '/node_modules/.bin/playwright')}",
-            stdin=fake.encode(),
-        )
+        await _put_playwright(conn, suite, fake)
     finally:
         await conn.close()
 
