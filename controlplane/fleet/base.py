@@ -30,8 +30,21 @@ class Host:
     # host's long-lived key): never copied. Empty for per-run keys, which
     # the control plane keeps itself for as long as the run.
     key_path: str = ""
+    # The work root is this host's alone, for one run at a time (a local
+    # host's private folder, mounted at one path for every local host).
+    # The run's repository then sits at a path that names no run: the same
+    # on every host of the run and from one run to the next, so Playwright's
+    # transform cache, which it keys by absolute path, is warm for every
+    # spec file that did not change since the last run.
+    own_work_root: bool = False
 
-    def to_record(self) -> dict[str, str | int]:
+    def suite_dir(self, run_id: str) -> str:
+        """Where ``run_id``'s copy of the repository is on this host."""
+        if self.own_work_root:
+            return f"{self.work_root}/suite"
+        return f"{self.work_root}/runs/{run_id}/suite"
+
+    def to_record(self) -> dict[str, str | int | bool]:
         """Everything but the client key, to find the host again later."""
         return {
             "name": self.name,
@@ -43,6 +56,7 @@ class Host:
             "depsRoot": self.deps_root,
             "handle": self.handle,
             "keyPath": self.key_path,
+            "ownWorkRoot": self.own_work_root,
         }
 
     @classmethod
@@ -58,6 +72,7 @@ class Host:
             deps_root=record["depsRoot"],
             handle=record.get("handle", ""),
             key_path=record.get("keyPath", ""),
+            own_work_root=record.get("ownWorkRoot", False) is True,
         )
 
 

@@ -266,6 +266,7 @@ class LocalProvider:
             host_key=host_key.convert_to_public(),
             client_key=client_key,
             work_root=str(self.shared_work_root or folder),
+            own_work_root=self.shared_work_root is not None,
             deps_root=str(self.deps_dir),
             handle=str(process.pid),
         )

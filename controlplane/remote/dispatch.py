@@ -395,7 +395,7 @@ class Dispatcher:
     ) -> None:
         harness_dir = f"{host.work_root}/harness/{payload.harness_key}"
         deps_dir = f"{host.deps_root}/{payload.deps.key}"
-        suite = f"{host.work_root}/runs/{job.run_id}/suite"
+        suite = host.suite_dir(job.run_id)
         # One command asks what the host has already: harness, deps, suite.
         markers = (
             f"{harness_dir}/.complete",
@@ -427,7 +427,8 @@ class Dispatcher:
                 quote("sh", harness, "deps-put", deps_dir), payload.deps.archive
             )
         # One copy of the repository per host and run, at the same path on
-        # every remote host; shards keep their outputs in their own folders.
+        # every host of the run (see Host.suite_dir); shards keep their
+        # outputs in their own folders.
         if not has_suite:
             if payload.setup_script is not None:
                 await conn.run(
@@ -442,7 +443,7 @@ class Dispatcher:
 
     def _job_archive(self, host: Host, payload: Payload, job: ShardJob) -> bytes:
         """The shard folder's files as one tar, readable by their owner only."""
-        suite = f"{host.work_root}/runs/{job.run_id}/suite"
+        suite = host.suite_dir(job.run_id)
         deps_dir = f"{host.deps_root}/{payload.deps.key}"
         files = {
             "args": "".join(f"{s}\n" for s in job.selectors),
@@ -584,7 +585,7 @@ class Dispatcher:
 
     async def _setup_report(self, conn: HostConnection, job: ShardJob) -> SetupReport:
         """Read back how the setup steps went on this host."""
-        suite = f"{conn.host.work_root}/runs/{job.run_id}/suite"
+        suite = conn.host.suite_dir(job.run_id)
         names = ("setup-failed", "setup-step", "setup-ms", "setup-timed-out")
         values: dict[str, str] = {}
         for name in names:

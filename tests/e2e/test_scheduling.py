@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from controlplane.api.appkeys import ENGINE
 from tests.conftest import (
     WaitForRun,
+    git,
     make_repo,
     run_body,
     spec,
@@ -66,6 +68,49 @@ async def test_more_hosts_than_files_gives_empty_successful_shards(
     assert [s["status"] for s in run["shards"]] == ["passed"] * 3
     assert [s["counts"]["total"] for s in run["shards"]] == [1, 0, 0]
     assert [s["host"] is None for s in run["shards"]] == [False, True, True]
+
+
+# The test fails on purpose: its error is how it tells where it ran from.
+WHERE = spec(("where", "expect(__dirname).toBe('');"))
+
+
+async def test_local_hosts_keep_the_suite_at_one_path_from_run_to_run(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """Playwright's transform cache is keyed by absolute path: runs share one.
+
+    Each run still gets a fresh copy: a file deleted between two runs is not
+    run by the second.
+    """
+    provider = client.app[ENGINE].provider
+    if getattr(provider, "shared_work_root", None) is None:
+        pytest.skip("this machine allows no private mounts for local hosts")
+    files = {"tests/a.spec.ts": WHERE, "tests/b.spec.ts": WHERE}
+    repo = make_repo(tmp_path / "repo", tiny_suite(files))
+    dirs = []
+    for attempt in range(2):
+        if attempt:
+            git(repo, "rm", "-q", "tests/b.spec.ts")
+            git(repo, "commit", "-q", "-m", "drop b")
+        run_id = await _post(client, auth, run_body(repo, serverCount=2))
+        run = await wait_for_run(run_id)
+        assert run["status"] == "failed", run.get("reason")
+        errors = {
+            t["file"]: t["attempts"][0]["error"]
+            for t in await _tests(client, auth, run_id)
+        }
+        # Received: "<work root>/suite/tests", the same on both hosts.
+        found = {re.findall(r'Received: \S*"(/[^"]+)"', e)[0] for e in errors.values()}
+        assert len(found) == 1, found
+        dirs.append((found.pop(), sorted(errors)))
+        assert run_id not in dirs[-1][0]
+    assert dirs[0][0] == dirs[1][0]
+    assert dirs[0][0].endswith("/suite/tests")
+    assert dirs[0][1] == ["tests/a.spec.ts", "tests/b.spec.ts"]
+    assert dirs[1][1] == ["tests/a.spec.ts"]
 
 
 async def test_flaky_test_keeps_every_attempt(

@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from controlplane.errors import HostError
+from controlplane.fleet.base import Host
 from controlplane.fleet.local import (
     LocalProvider,
     detect_netns,
@@ -129,6 +130,25 @@ async def test_hosts_keep_their_own_files_at_one_absolute_path(
     on_disk = provider.hosts_dir / hosts[0].name / "mine"
     assert on_disk.read_text().strip() == hosts[0].name
     assert not any((provider.hosts_dir / "work").iterdir())
+    # The folder is the host's alone: the suite sits at a path naming no run,
+    # and a host taken up again after a restart says so still.
+    assert hosts[0].own_work_root
+    assert hosts[0].suite_dir("run_q") == f"{hosts[0].work_root}/suite"
+    again = Host.from_record(hosts[0].to_record(), hosts[0].client_key)
+    assert again == hosts[0]
+
+
+def test_a_host_record_from_before_own_work_roots_keeps_runs_apart() -> None:
+    """A record without the field (an older control plane's) names the run."""
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    record = {
+        "name": "h", "address": "127.0.0.1", "port": 22, "username": "u",
+        "hostKey": key.export_public_key().decode(), "workRoot": "/w",
+        "depsRoot": "/d",
+    }  # fmt: skip
+    host = Host.from_record(record, key)
+    assert not host.own_work_root
+    assert host.suite_dir("run_q") == "/w/runs/run_q/suite"
 
 
 async def test_release_stops_hosts_and_their_processes(

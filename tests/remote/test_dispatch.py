@@ -110,7 +110,7 @@ async def test_what_a_shard_leaves_running_is_stopped_at_the_first_look(
     conn = await HostConnection.open(host)
     try:
         harness = await _put_harness(conn, host, payload)
-        suite = f"{host.work_root}/runs/{RUN}/suite"
+        suite = host.suite_dir(RUN)
         shard = f"{host.work_root}/runs/{RUN}/shard-0"
         # A stand-in for Playwright: it leaves a child behind and exits 0.
         fake = '#!/bin/sh\nsleep 300 &\necho $! > "$TRACELOOM_SHARD_DIR/leftover"\n'
@@ -201,7 +201,7 @@ async def test_a_cancel_while_a_shard_starts_leaves_nothing_running(
     stop must still keep Playwright from running.
     """
     payload = _payload(tmp_path)
-    suite = f"{host.work_root}/runs/{RUN}/suite"
+    suite = host.suite_dir(RUN)
     shard = f"{host.work_root}/runs/{RUN}/shard-0"
     conn = await HostConnection.open(host)
     try:
