@@ -30,21 +30,19 @@ class Host:
     # host's long-lived key): never copied. Empty for per-run keys, which
     # the control plane keeps itself for as long as the run.
     key_path: str = ""
-    # The work root is this host's alone, for one run at a time (a local
-    # host's private folder, mounted at one path for every local host).
-    # The run's repository then sits at a path that names no run: the same
-    # on every host of the run and from one run to the next, so Playwright's
-    # transform cache, which it keys by absolute path, is warm for every
-    # spec file that did not change since the last run.
-    own_work_root: bool = False
+    # Where the run's repository sits when the provider fixes it: a path
+    # that names no run, the same on every host of the run and given to one
+    # run at a time, so Playwright's transform cache (keyed by absolute path)
+    # is warm for every file that did not change since the path's last run.
+    # Only a provider whose host folders live for one run sets it (a reused
+    # folder would still hold the last run's files). Empty: a folder per run.
+    suite_path: str = ""
 
     def suite_dir(self, run_id: str) -> str:
         """Where ``run_id``'s copy of the repository is on this host."""
-        if self.own_work_root:
-            return f"{self.work_root}/suite"
-        return f"{self.work_root}/runs/{run_id}/suite"
+        return self.suite_path or f"{self.work_root}/runs/{run_id}/suite"
 
-    def to_record(self) -> dict[str, str | int | bool]:
+    def to_record(self) -> dict[str, str | int]:
         """Everything but the client key, to find the host again later."""
         return {
             "name": self.name,
@@ -56,7 +54,7 @@ class Host:
             "depsRoot": self.deps_root,
             "handle": self.handle,
             "keyPath": self.key_path,
-            "ownWorkRoot": self.own_work_root,
+            "suitePath": self.suite_path,
         }
 
     @classmethod
@@ -72,7 +70,7 @@ class Host:
             deps_root=record["depsRoot"],
             handle=record.get("handle", ""),
             key_path=record.get("keyPath", ""),
-            own_work_root=record.get("ownWorkRoot", False) is True,
+            suite_path=str(record.get("suitePath", "")),
         )
 
 

@@ -93,6 +93,13 @@ def _server_alive(pid: int) -> bool:
     return state != "Z" and b"controlplane.fleet.localhost_server" in cmdline
 
 
+def _lane_of(suite_path: str) -> int | None:
+    """The lane in a suite path made by ``_suite_path``; None for no lane."""
+    name = suite_path.rsplit("/", 1)[-1]
+    number = name.removeprefix("suite-")
+    return int(number) if name.startswith("suite-") and number.isdigit() else None
+
+
 async def _first_line(process: asyncio.subprocess.Process) -> bytes:
     """The host server's first line (``listening PORT``), b"" if none in time."""
     assert process.stdout is not None
@@ -155,6 +162,8 @@ class LocalProvider:
             self.shared_work_root = self.hosts_dir / "work"
             self.shared_work_root.mkdir(parents=True, exist_ok=True)
         self._live: dict[str, list[_LocalHostProcess]] = {}
+        # Each run's suite folder (see _suite_path); None: a folder per run.
+        self._lanes: dict[str, int | None] = {}
         self._starting = 0
         self._next_index: dict[str, int] = {}
         self._capacity = asyncio.Condition()
@@ -194,6 +203,8 @@ class LocalProvider:
             # same moment cannot all pass the check.
             self._starting += count
             self._live.setdefault(run_id, [])
+            if run_id not in self._lanes:
+                self._lanes[run_id] = await asyncio.to_thread(self._free_lane)
             first = self._next_index.get(run_id, 0)
             self._next_index[run_id] = first + count
         client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -208,6 +219,33 @@ class LocalProvider:
             await self.release(run_id)
             raise failures[0]
         return [h for h in results if isinstance(h, Host)]
+
+    def _free_lane(self) -> int | None:
+        """The lowest suite folder no run in flight uses, or None.
+
+        A run keeps its repository at ``<work root>/suite-<lane>``, a path
+        that names no run, so the next run given the lane finds Playwright's
+        transform cache warm. Two runs at once never share a lane: Playwright
+        keeps one cache entry per path and would delete the other run's
+        compiled file (and its source map) under it. A lane is in use while
+        a run of this process holds it, or while a host server started with
+        it is alive (a run an earlier process left, not yet taken up).
+        """
+        if self.shared_work_root is None:
+            return None
+        busy = {lane for lane in self._lanes.values() if lane is not None}
+        for mark in self.hosts_dir.glob("*/lane"):
+            with contextlib.suppress(OSError, ValueError):
+                lane, pid = (int(part) for part in mark.read_text().split())
+                if _server_alive(pid):
+                    busy.add(lane)
+        return next(n for n in range(len(busy) + 1) if n not in busy)
+
+    def _suite_path(self, run_id: str) -> str:
+        lane = self._lanes.get(run_id)
+        if lane is None or self.shared_work_root is None:
+            return ""
+        return f"{self.shared_work_root}/suite-{lane}"
 
     async def _start(
         self, run_id: str, index: int, client_key: asyncssh.SSHKey
@@ -258,6 +296,9 @@ class LocalProvider:
             await _discard(process, folder)
             raise HostError(f"local host {name} did not start")
         port = int(line.split()[1])
+        suite_path = self._suite_path(run_id)
+        if suite_path:
+            (folder / "lane").write_text(f"{self._lanes[run_id]} {process.pid}\n")
         host = Host(
             name=name,
             address="127.0.0.1",
@@ -266,7 +307,7 @@ class LocalProvider:
             host_key=host_key.convert_to_public(),
             client_key=client_key,
             work_root=str(self.shared_work_root or folder),
-            own_work_root=self.shared_work_root is not None,
+            suite_path=suite_path,
             deps_root=str(self.deps_dir),
             handle=str(process.pid),
         )
@@ -286,6 +327,7 @@ class LocalProvider:
     async def release(self, run_id: str) -> None:
         hosts = self._live.pop(run_id, [])
         self._next_index.pop(run_id, None)
+        self._lanes.pop(run_id, None)
         await asyncio.gather(*(self._stop(h) for h in hosts))
         async with self._capacity:
             self._capacity.notify_all()
@@ -324,6 +366,12 @@ class LocalProvider:
             log.info("host.adopted", host=host.name, alive=adopted[-1].alive())
             index = int(host.name.rsplit("-h", 1)[-1])
             self._next_index[run_id] = max(self._next_index.get(run_id, 0), index + 1)
+        # A host started for the run from now on keeps its suite where the
+        # adopted ones do (no lane for a record from before lanes), so that
+        # the run's blob reports still merge.
+        paths = {host.suite_path for host in hosts}
+        lanes = [_lane_of(path) for path in paths]
+        self._lanes.setdefault(run_id, lanes[0] if len(lanes) == 1 else None)
 
     def forget(self, run_id: str) -> None:
         """Leave ``run_id``'s hosts running for the next control plane process.
@@ -333,6 +381,7 @@ class LocalProvider:
         for local in self._live.pop(run_id, []):
             log.info("host.left_running", host=local.host.name)
         self._next_index.pop(run_id, None)
+        self._lanes.pop(run_id, None)
 
     async def close(self) -> None:
         for run_id in list(self._live):

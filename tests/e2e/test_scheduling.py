@@ -83,34 +83,47 @@ async def test_local_hosts_keep_the_suite_at_one_path_from_run_to_run(
     """Playwright's transform cache is keyed by absolute path: runs share one.
 
     Each run still gets a fresh copy: a file deleted between two runs is not
-    run by the second.
+    run by the second. Two runs at once never share the path, since
+    Playwright keeps one cache entry per path and would delete the other
+    run's compiled file under it.
     """
     provider = client.app[ENGINE].provider
     if getattr(provider, "shared_work_root", None) is None:
         pytest.skip("this machine allows no private mounts for local hosts")
     files = {"tests/a.spec.ts": WHERE, "tests/b.spec.ts": WHERE}
     repo = make_repo(tmp_path / "repo", tiny_suite(files))
-    dirs = []
-    for attempt in range(2):
-        if attempt:
-            git(repo, "rm", "-q", "tests/b.spec.ts")
-            git(repo, "commit", "-q", "-m", "drop b")
-        run_id = await _post(client, auth, run_body(repo, serverCount=2))
-        run = await wait_for_run(run_id)
-        assert run["status"] == "failed", run.get("reason")
-        errors = {
-            t["file"]: t["attempts"][0]["error"]
-            for t in await _tests(client, auth, run_id)
-        }
-        # Received: "<work root>/suite/tests", the same on both hosts.
-        found = {re.findall(r'Received: \S*"(/[^"]+)"', e)[0] for e in errors.values()}
-        assert len(found) == 1, found
-        dirs.append((found.pop(), sorted(errors)))
-        assert run_id not in dirs[-1][0]
-    assert dirs[0][0] == dirs[1][0]
-    assert dirs[0][0].endswith("/suite/tests")
-    assert dirs[0][1] == ["tests/a.spec.ts", "tests/b.spec.ts"]
-    assert dirs[1][1] == ["tests/a.spec.ts"]
+
+    async def where(run_ids: list[str]) -> list[tuple[str, list[str]]]:
+        """Each run's one folder (the same on all its hosts), and its files."""
+        found = []
+        for run_id in run_ids:
+            run = await wait_for_run(run_id)
+            assert run["status"] == "failed", run.get("reason")
+            tests = await _tests(client, auth, run_id)
+            errors = {t["file"]: t["attempts"][0]["error"] for t in tests}
+            # Received: "<work root>/suite-<lane>/tests", on every host.
+            dirs = {
+                re.findall(r'Received: \S*"(/[^"]+)"', e)[0] for e in errors.values()
+            }
+            assert len(dirs) == 1, dirs
+            found.append((dirs.pop(), sorted(errors)))
+            assert run_id not in found[-1][0]
+        return found
+
+    body = run_body(repo, serverCount=2)
+    [(first, first_files)] = await where([await _post(client, auth, body)])
+    git(repo, "rm", "-q", "tests/b.spec.ts")
+    git(repo, "commit", "-q", "-m", "drop b")
+    [(second, second_files)] = await where([await _post(client, auth, body)])
+    assert first == second
+    assert first.endswith("/suite-0/tests")
+    assert first_files == ["tests/a.spec.ts", "tests/b.spec.ts"]
+    assert second_files == ["tests/a.spec.ts"]
+
+    together = [await _post(client, auth, body) for _ in range(2)]
+    [(one, _), (other, _)] = await where(together)
+    assert one != other
+    assert {one, other} == {first, first.replace("/suite-0/", "/suite-1/")}
 
 
 async def test_flaky_test_keeps_every_attempt(

@@ -132,13 +132,54 @@ async def test_hosts_keep_their_own_files_at_one_absolute_path(
     assert not any((provider.hosts_dir / "work").iterdir())
     # The folder is the host's alone: the suite sits at a path naming no run,
     # and a host taken up again after a restart says so still.
-    assert hosts[0].own_work_root
-    assert hosts[0].suite_dir("run_q") == f"{hosts[0].work_root}/suite"
+    assert hosts[0].suite_path == f"{hosts[0].work_root}/suite-0"
+    assert hosts[1].suite_path == hosts[0].suite_path
+    assert hosts[0].suite_dir("run_q") == hosts[0].suite_path
     again = Host.from_record(hosts[0].to_record(), hosts[0].client_key)
     assert again == hosts[0]
 
 
-def test_a_host_record_from_before_own_work_roots_keeps_runs_apart() -> None:
+@pytest.mark.skipif(
+    not detect_private_mounts(detect_netns()), reason="private mounts not allowed"
+)
+async def test_runs_at_once_never_share_a_suite_path(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    """One lane per run in flight; a lane is given again once its run ended.
+
+    Runs of another control plane process sharing the folder (one that was
+    restarted, its hosts not yet taken up) hold their lanes while alive.
+    """
+    [a] = await provider.acquire(RUNS["run_a"], 1)
+    [b] = await provider.acquire(RUNS["run_b"], 1)
+    # A replacement host of a run keeps the run's lane.
+    [a2] = await provider.acquire(RUNS["run_a"], 1)
+    assert [h.suite_path.rsplit("/", 1)[-1] for h in (a, b, a2)] == [
+        "suite-0", "suite-1", "suite-0",
+    ]  # fmt: skip
+    later = LocalProvider(
+        hosts_dir=tmp_path / "hosts", deps_dir=tmp_path / "deps", max_hosts=8
+    )
+    try:
+        [c] = await later.acquire(RUNS["run_c1"], 1)
+        assert c.suite_path.endswith("/suite-2")
+        # Taken up by the later process: a new host of the run keeps its lane.
+        later.adopt(RUNS["run_a"], [a, a2])
+        await provider.release(RUNS["run_b"])
+        [a3] = await later.acquire(RUNS["run_a"], 1)
+        assert a3.suite_path == a.suite_path
+        [d] = await later.acquire(RUNS["run_c2"], 1)
+        assert d.suite_path.endswith("/suite-1")
+        await later.release(RUNS["run_c1"])
+        await later.release(RUNS["run_c2"])
+        [e] = await later.acquire(RUNS["run_x"], 1)
+        assert e.suite_path.endswith("/suite-1")
+    finally:
+        provider.forget(RUNS["run_a"])
+        await later.close()
+
+
+def test_a_host_record_from_before_suite_paths_keeps_runs_apart() -> None:
     """A record without the field (an older control plane's) names the run."""
     key = asyncssh.generate_private_key("ssh-ed25519")
     record = {
@@ -147,7 +188,7 @@ def test_a_host_record_from_before_own_work_roots_keeps_runs_apart() -> None:
         "depsRoot": "/d",
     }  # fmt: skip
     host = Host.from_record(record, key)
-    assert not host.own_work_root
+    assert host.suite_path == ""
     assert host.suite_dir("run_q") == "/w/runs/run_q/suite"
 
 
