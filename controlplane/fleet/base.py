@@ -70,7 +70,7 @@ class Host:
             deps_root=record["depsRoot"],
             handle=record.get("handle", ""),
             key_path=record.get("keyPath", ""),
-            suite_path=str(record.get("suitePath", "")),
+            suite_path=str(record.get("suitePath") or ""),
         )
 
 

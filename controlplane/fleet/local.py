@@ -97,7 +97,9 @@ def _lane_of(suite_path: str) -> int | None:
     """The lane in a suite path made by ``_suite_path``; None for no lane."""
     name = suite_path.rsplit("/", 1)[-1]
     number = name.removeprefix("suite-")
-    return int(number) if name.startswith("suite-") and number.isdigit() else None
+    if not name.startswith("suite-") or not number.isdecimal():
+        return None
+    return int(number)
 
 
 async def _first_line(process: asyncio.subprocess.Process) -> bytes:
@@ -204,7 +206,9 @@ class LocalProvider:
             self._starting += count
             self._live.setdefault(run_id, [])
             if run_id not in self._lanes:
-                self._lanes[run_id] = await asyncio.to_thread(self._free_lane)
+                # No await between the claim above and the try below: a
+                # cancel here would leave the claim counted for good.
+                self._lanes[run_id] = self._free_lane()
             first = self._next_index.get(run_id, 0)
             self._next_index[run_id] = first + count
         client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -286,6 +290,9 @@ class LocalProvider:
                 # hosts: a run goes on when the control plane comes back.
                 start_new_session=True,
             )
+            suite_path = self._suite_path(run_id)
+            if suite_path:
+                (folder / "lane").write_text(f"{self._lanes[run_id]} {process.pid}\n")
             line = await _first_line(process)
         except BaseException:
             # Cancelled while the host starts (the run was cancelled): the
@@ -296,9 +303,6 @@ class LocalProvider:
             await _discard(process, folder)
             raise HostError(f"local host {name} did not start")
         port = int(line.split()[1])
-        suite_path = self._suite_path(run_id)
-        if suite_path:
-            (folder / "lane").write_text(f"{self._lanes[run_id]} {process.pid}\n")
         host = Host(
             name=name,
             address="127.0.0.1",

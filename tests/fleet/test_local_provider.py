@@ -179,6 +179,28 @@ async def test_runs_at_once_never_share_a_suite_path(
         await later.close()
 
 
+async def test_a_cancel_as_a_run_claims_hosts_gives_the_capacity_back(
+    tmp_path: Path,
+) -> None:
+    """Cancelled right after its claim (the lane is picked then), no capacity
+    stays counted: the next run still gets every host."""
+    local = LocalProvider(
+        hosts_dir=tmp_path / "hosts", deps_dir=tmp_path / "deps", max_hosts=2
+    )
+    try:
+        task = asyncio.create_task(local.acquire(RUNS["run_c1"], 2))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await local.release(RUNS["run_c1"])
+        assert local.live_count == 0
+        hosts = await asyncio.wait_for(local.acquire(RUNS["run_c2"], 2), 30)
+        assert len(hosts) == 2
+    finally:
+        await local.close()
+
+
 def test_a_host_record_from_before_suite_paths_keeps_runs_apart() -> None:
     """A record without the field (an older control plane's) names the run."""
     key = asyncssh.generate_private_key("ssh-ed25519")
@@ -189,6 +211,9 @@ def test_a_host_record_from_before_suite_paths_keeps_runs_apart() -> None:
     }  # fmt: skip
     host = Host.from_record(record, key)
     assert host.suite_path == ""
+    assert host.suite_dir("run_q") == "/w/runs/run_q/suite"
+    nulled = Host.from_record({**record, "suitePath": None}, key)
+    assert nulled.suite_path == ""
     assert host.suite_dir("run_q") == "/w/runs/run_q/suite"
 
 
