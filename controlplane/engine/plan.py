@@ -8,25 +8,37 @@ file is its size in bytes, a rough stand-in for how many tests it holds.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 
-def split(files: list[str], hosts: int, cost: Mapping[str, float]) -> list[list[str]]:
+def split(
+    files: list[str],
+    hosts: int,
+    cost: Mapping[str, float],
+    *,
+    busy_s: Sequence[float] | None = None,
+) -> list[list[str]]:
     """Partition ``files`` into at most ``hosts`` non-empty groups.
 
     Each group keeps the discovery (byte-wise) order of its files, and the
-    result is deterministic for the same input.
+    result is deterministic for the same input. ``busy_s`` gives each host's
+    work before its group (a host that first lists the suite's tests starts
+    late): it counts in the balance, and the result then has exactly one
+    group per host, in that order, empty for a host busy for long enough.
     """
     if hosts < 1:
         raise ValueError("hosts must be at least 1")
-    count = min(hosts, len(files))
-    if count == 0:
-        return []
+    if busy_s is not None and len(busy_s) != hosts:
+        raise ValueError("busy_s needs one value per host")
+    count = hosts if busy_s is not None else min(hosts, len(files))
+    if not files:
+        return [[] for _ in range(count)] if busy_s is not None else []
     order = {f: i for i, f in enumerate(files)}
     heaviest_first = sorted(files, key=lambda f: (-cost.get(f, 1.0), order[f]))
     # Ties on load go to the host holding fewer files, so that files of
     # cost 0 (empty files) still give every host one file.
-    loads = [(0.0, 0, i) for i in range(count)]
+    loads = [(max(busy_s[i], 0.0) if busy_s else 0.0, 0, i) for i in range(count)]
+    heapq.heapify(loads)
     groups: list[list[str]] = [[] for _ in range(count)]
     for name in heaviest_first:
         load, held, index = heapq.heappop(loads)

@@ -46,12 +46,19 @@ class WorkQueue:
     """First batches for ``hosts`` hosts, then a pool shared by all of them."""
 
     def __init__(
-        self, items: Iterable[WorkItem], *, hosts: int, start_cost_s: float
+        self,
+        items: Iterable[WorkItem],
+        *,
+        hosts: int,
+        start_cost_s: float,
+        busy_s: Sequence[float] | None = None,
     ) -> None:
+        """``busy_s``: each host's expected work before its first batch."""
         if hosts < 1:
             raise ValueError("hosts must be at least 1")
         self.hosts = hosts
         self.start_cost_s = max(start_cost_s, 0.0)
+        self.busy_s = busy_s
         ordered = sorted(items, key=_order)
         self._pool: list[WorkItem] = []
         self._first = self._plan(ordered)
@@ -91,6 +98,7 @@ class WorkQueue:
             sorted(by_file, key=str.encode),
             self.hosts,
             {name: item.cost_s for name, item in by_file.items()},
+            busy_s=self.busy_s,
         )
         groups += [[] for _ in range(self.hosts - len(groups))]
         return [[by_file[name] for name in group] for group in groups]
@@ -112,6 +120,13 @@ class WorkQueue:
             batch.append(item)
             taken += item.cost_s
         return sorted(batch, key=lambda i: i.file.encode())
+
+    def keep_only(self, files: Iterable[str]) -> list[WorkItem]:
+        """Drop pooled items of other files; return what was dropped."""
+        keep = set(files)
+        dropped = [i for i in self._pool if i.file not in keep]
+        self._pool = [i for i in self._pool if i.file in keep]
+        return dropped
 
     def take_all(self) -> list[WorkItem]:
         """Empty the pool (work no host will run)."""

@@ -145,3 +145,45 @@ def test_split_never_leaves_a_group_empty_with_zero_costs(costs: list[int]) -> N
 
     assert len(groups) == 3
     assert all(groups)
+
+
+@pytest.mark.parametrize(
+    ("costs", "busy", "expected"),
+    [
+        pytest.param([4, 4, 2, 2], [0, 0], [[0, 2], [1, 3]], id="no-head-start"),
+        pytest.param([4, 4, 2, 2], [3, 0], [[1], [0, 2, 3]], id="first-host-busy"),
+        pytest.param([1, 1], [0, 9, 0], [[0], [], [1]], id="busy-host-gets-nothing"),
+        pytest.param([], [2, 0], [[], []], id="no-files"),
+    ],
+)
+def test_split_counts_each_hosts_earlier_work(
+    costs: list[int], busy: list[float], expected: list[list[int]]
+) -> None:
+    """busy_s is work a host has before its group: one group per host, in order."""
+    files = _files(len(costs))
+    cost = {f: float(c) for f, c in zip(files, costs, strict=True)}
+
+    groups = split(files, len(busy), cost, busy_s=busy)
+
+    assert groups == [[files[i] for i in group] for group in expected]
+
+
+def test_split_refuses_busy_times_that_do_not_match_the_hosts() -> None:
+    """One busy time per host, or a ValueError."""
+    with pytest.raises(ValueError, match="busy_s"):
+        split(_files(2), 3, {}, busy_s=[1.0])
+
+
+def test_split_with_busy_times_balances_finish_times() -> None:
+    """Over random inputs, no host ends later than the even share plus a file."""
+    rng = seeded(4242)
+    for _ in range(200):
+        files, hosts, cost = _random_case(rng)
+        busy = [rng.uniform(0, 50) for _ in range(hosts)]
+
+        groups = split(files, hosts, cost, busy_s=busy)
+
+        ends = [b + sum(cost[f] for f in g) for b, g in zip(busy, groups, strict=True)]
+        fair = (sum(cost.values()) + sum(busy)) / hosts
+        assert sorted(f for g in groups for f in g) == sorted(files)
+        assert max(ends) <= max(fair, max(busy)) + max(cost.values()) + 1e-9

@@ -146,3 +146,28 @@ def test_hosts_must_be_positive() -> None:
     """Zero hosts is a programming error."""
     with pytest.raises(ValueError, match="at least 1"):
         WorkQueue(_items(1), hosts=0, start_cost_s=0)
+
+
+def test_a_host_that_lists_first_gets_a_smaller_first_batch() -> None:
+    """busy_s: the listing host's first batch is short by the listing's time."""
+    queue = WorkQueue(
+        _items(4, 4, 2, 2, 2, 2), hosts=2, start_cost_s=10, busy_s=[4.0, 0.0]
+    )
+
+    first, second = queue.first_batches()
+
+    assert sum(i.cost_s for i in first) == 6
+    assert sum(i.cost_s for i in second) == 10
+
+
+def test_keep_only_drops_pooled_items_of_other_files() -> None:
+    """After the listing, the pool holds only files it kept; the rest is returned."""
+    queue = WorkQueue(_items(*[1.0] * 12), hosts=2, start_cost_s=0.01)
+    pooled = {i.file for i in queue.take_all()}
+    queue.add(_items(*[1.0] * 12)[:4])
+
+    dropped = queue.keep_only(["f00.spec.ts", "f02.spec.ts"])
+
+    assert pooled
+    assert sorted(i.file for i in dropped) == ["f01.spec.ts", "f03.spec.ts"]
+    assert sorted(i.file for i in _drain(queue)) == ["f00.spec.ts", "f02.spec.ts"]
