@@ -6,11 +6,19 @@ stops answering is marked lost: what it reported is kept, its unfinished
 tests go back to the queue once (to run on another host, or on a
 replacement when no host is left), and nothing it sends later is read.
 A test's result is stored once: the first final result wins.
+
+Listing the tests costs the first host a Playwright start, and the other
+hosts need not wait for it: they run their first batch meanwhile, as a
+guess that every project of the config runs (the listing says otherwise
+only when a project's browser is missing). Nothing such a batch reports is
+stored until the listing has confirmed the guess; when it does not, the
+batches are stopped and their work runs again with the projects it chose.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -93,11 +101,19 @@ class RunExecution:
         self.dropped: set[str] = set()
         self.drop_reasons: list[str] = []
         self.start_costs: list[float] = []
+        # Seconds the listing kept its host from tests (for the next plan).
+        self.list_costs: list[float] = []
         self.workers = 1
         self.notes = RunNotes(db)
         # What the first host's listing decided (files, projects).
         self.survey: Survey | None = None
         self._setup_reported: set[str] = set()
+        # Set once the listing is done; then whether first batches started
+        # before it (speculative ones) ran what it decided.
+        self._listed = asyncio.Event()
+        self._guess_holds = False
+        # Speculative batches in flight, to stop when the guess was wrong.
+        self._guessing: dict[int, tuple[Host, ShardJob]] = {}
 
     async def execute(self) -> None:
         """Get the hosts, survey the suite, run every worker to the end."""
@@ -113,6 +129,9 @@ class RunExecution:
         for slot in slots:
             await self._remember_host(slot)
         await self._record_idle_shards()
+        if len(slots) > 1 and self.prepared.config.projects is None:
+            await self._execute_listing_alongside(slots)
+            return
         slots = await self._survey_somewhere(slots)
         self.queue = WorkQueue(
             self._surveyed(self.prepared.items),
@@ -126,6 +145,99 @@ class RunExecution:
             self._worker(slot, batch) for slot, batch in zip(slots, firsts, strict=True)
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _execute_listing_alongside(self, slots: list[_Slot]) -> None:
+        """The first host lists the tests while the others run first batches.
+
+        The first host's own first batch is planned smaller by the listing's
+        expected time (about one Playwright start), so that it does not end
+        last. Only when no project is selected by traceloom.yml: then the
+        guess (every project) is what the listing decides unless a browser
+        is missing.
+        """
+        listing_s = self.prepared.list_cost_s
+        if listing_s is None:
+            listing_s = self.queue.start_cost_s
+        self.queue = WorkQueue(
+            self.prepared.items,
+            hosts=len(slots),
+            start_cost_s=self.queue.start_cost_s,
+            busy_s=[listing_s] + [0.0] * (len(slots) - 1),
+        )
+        firsts = self.queue.first_batches()
+        self._live = len(slots)
+        # The first host counts as busy while it lists: work it gives back
+        # (its host lost) must find the others still there to take it.
+        self._busy = 1 + sum(1 for batch in firsts[1:] if batch)
+        await _all_or_none(
+            [
+                self._list_then_work(slots, firsts[0]),
+                *(
+                    self._worker(slot, batch, guess=True)
+                    for slot, batch in zip(slots[1:], firsts[1:], strict=True)
+                ),
+            ]
+        )
+        await self._give_up_on(self.queue.take_all(), "no host was left to run it")
+
+    async def _list_then_work(self, slots: list[_Slot], first: list[WorkItem]) -> None:
+        """List on the first host (or, lost, on the next), then run its work."""
+        slot = slots[0]
+        try:
+            await self._survey_on(slot)
+        except HostError as exc:
+            await self._lost_while_listing(slot, exc)
+            for other in slots[1:]:
+                try:
+                    await self._survey_on(other)
+                    break
+                except HostError as again:
+                    # That host's own worker sees it lost too and moves its work.
+                    exc = again
+            else:
+                raise exc from None
+            if not self._guess_holds:
+                await self._stop_guesses()
+            async with self._cond:
+                # Never dispatched, so not a retry.
+                self.queue.add(self._surveyed(first))
+                self._busy -= 1
+                self._cond.notify_all()
+            replacement = await self._replace_if_needed()
+            if replacement is not None:
+                await self._worker(replacement, [])
+            return
+        if not self._guess_holds:
+            await self._stop_guesses()
+        first = self._surveyed(first)
+        if not first:
+            await self._done_with_batch([])
+        await self._worker(slot, first)
+
+    async def _lost_while_listing(self, slot: _Slot, error: HostError) -> None:
+        log.warning(
+            "host.lost", shard=slot.index, host=slot.host.name, error=str(error)
+        )
+        slot.status = ShardStatus.LOST
+        await self.db.update_shard(
+            self.run.id,
+            slot.index,
+            status=ShardStatus.LOST,
+            reason=f"lost host {slot.host.name} while listing the tests: {error}",
+            finished_at=time.time(),
+        )
+
+    async def _stop_guesses(self) -> None:
+        """Stop the speculative batches: the listing chose other projects."""
+        log.info("batches.guess_wrong", batches=len(self._guessing))
+
+        async def stop(host: Host, job: ShardJob) -> None:
+            try:
+                await self.dispatcher.stop(host, self.prepared.payload, job)
+            except HostError as exc:
+                log.warning("shard.stop_failed", host=host.name, error=str(exc))
+
+        await asyncio.gather(*(stop(h, j) for h, j in list(self._guessing.values())))
 
     async def _survey_somewhere(self, slots: list[_Slot]) -> list[_Slot]:
         """List the tests on the first host that answers; return the others too.
@@ -201,6 +313,11 @@ class RunExecution:
             slot.host, self.prepared.payload, job, results, ignore
         )
         await self._record_setup(slot, job, outcome.setup)
+        if outcome.dispatched_at is not None:
+            setup_s = outcome.setup.duration_s if outcome.setup else None
+            self.list_costs.append(
+                max(outcome.finished_at - outcome.dispatched_at - (setup_s or 0), 0)
+            )
         if not results.began:
             raise SourceError(
                 f"Playwright could not list the tests on {slot.host.name}:"
@@ -278,7 +395,18 @@ class RunExecution:
                 f" test that {self.prepared.config_path} runs"
                 + (f" ({first['file']}: {first['reason']})" if first else "")
             )
+        self._listing_done(survey)
+
+    def _listing_done(self, survey: Survey) -> None:
+        """Take the listing's decisions: files, and whether the guess held.
+
+        No await here: workers waiting for the listing must find the pool
+        already cut to the files it kept.
+        """
         self.survey = survey
+        self.queue.keep_only(survey.files)
+        self._guess_holds = survey.run_projects is None
+        self._listed.set()
 
     async def _get_ready(self, slot: _Slot) -> None:
         """Ship the suite to ``slot``'s host and run its setup steps there.
@@ -344,6 +472,7 @@ class RunExecution:
         *,
         mode: str = "run",
         report_setup: bool | None = None,
+        guess: bool = False,
     ) -> ShardJob:
         return ShardJob(
             run_id=self.run.id,
@@ -360,6 +489,8 @@ class RunExecution:
                 if report_setup is None
                 else report_setup
             ),
+            # A guess may hold only files the config leaves out.
+            pass_with_no_tests=guess,
         )
 
     async def resume(self) -> None:
@@ -390,18 +521,24 @@ class RunExecution:
         )
 
         attached: dict[int, tuple[int, list[WorkItem]]] = {}
+        guessed: set[int] = set()
         seen: set[str] = set()
         again: list[WorkItem] = []
         for batch in batches:
+            if batch["status"] == "dropped":
+                continue  # its work went back to the queue: fresh, unless seen
             items = [_item_from_json(i) for i in json.loads(batch["items"])]
             seen.update(i.file for i in items)
-            if batch["status"] == "running" and batch["slot"] in answering:
+            running = batch["status"] in ("running", "guess")
+            if running and batch["slot"] in answering:
                 attached[batch["slot"]] = (batch["number"], items)
-            elif batch["status"] in ("running", "lost"):
+                if batch["status"] == "guess":
+                    guessed.add(batch["number"])
+            elif running or batch["status"] == "lost":
                 again.extend(items)
         stored = (await self.notes.get(self.run.id, SURVEY)).get("")
         if stored is not None:
-            self.survey = Survey.from_json(stored)
+            self._listing_done(Survey.from_json(stored))
         self._setup_reported = set(await self.notes.get(self.run.id, SETUP))
         fresh = [i for i in self.prepared.items if i.file not in seen]
         retry = [i for i in again if i.retries < 1]
@@ -445,7 +582,13 @@ class RunExecution:
         self._live = len(slots)
         self._busy = len(attached)
         await _all_or_none(
-            self._worker(slot, [], attach=attached.get(slot.index)) for slot in slots
+            self._worker(
+                slot,
+                [],
+                attach=attached.get(slot.index),
+                guess=attached.get(slot.index, (-1, []))[0] in guessed,
+            )
+            for slot in slots
         )
         await self._give_up_on(self.queue.take_all(), "no host was left to run it")
 
@@ -500,7 +643,9 @@ class RunExecution:
         batch: list[WorkItem],
         *,
         attach: tuple[int, list[WorkItem]] | None = None,
+        guess: bool = False,
     ) -> None:
+        """Run ``batch`` (a guess when ``guess``), then take more until done."""
         while True:
             number = None
             if attach is not None:
@@ -510,8 +655,8 @@ class RunExecution:
                 batch = await self._take()
                 if not batch:
                     break
-            lost = await self._run_batch(slot, batch, number)
-            batch = []
+            lost = await self._run_batch(slot, batch, number, guess=guess)
+            batch, guess = [], False
             if lost:
                 replacement = await self._replace_if_needed()
                 if replacement is None:
@@ -520,6 +665,8 @@ class RunExecution:
         await self._close_slot(slot)
 
     async def _take(self) -> list[WorkItem]:
+        # The pool holds only what the listing kept, once it is done.
+        await self._listed.wait()
         async with self._cond:
             while True:
                 if self.queue.pending:
@@ -560,13 +707,25 @@ class RunExecution:
         log.info("host.replaced", shard=slot.index, host=host.name)
         return slot
 
+    def _trusted(self, guess: bool) -> bool:
+        """Whether a batch's results may be stored (a guess: once it held)."""
+        return not guess or (self._listed.is_set() and self._guess_holds)
+
     async def _run_batch(
-        self, slot: _Slot, items: list[WorkItem], attach_to: int | None = None
+        self,
+        slot: _Slot,
+        items: list[WorkItem],
+        attach_to: int | None = None,
+        *,
+        guess: bool = False,
     ) -> bool:
         """Run ``items`` on ``slot``'s host; return True when the host was lost.
 
         With ``attach_to``, the batch of that number is already running on
-        the host (started before a restart) and is only followed.
+        the host (started before a restart) and is only followed. A
+        ``guess`` runs before the listing is done (see the module's
+        docstring): its results wait for the listing, and are dropped, its
+        work queued again, when the listing chose other projects.
         """
         number = next(self._next_batch) if attach_to is None else attach_to
         results = ShardResults(
@@ -574,6 +733,14 @@ class RunExecution:
             shard_index=slot.index,
             artifact_prefix=f"{self.run.id}/shard-{slot.index}/batch-{number}",
         )
+        job = self._job(slot, number, items, guess=guess)
+        if guess and self._listed.is_set() and not self._guess_holds:
+            if attach_to is not None:
+                # Started by an earlier process, before the listing ended.
+                with contextlib.suppress(HostError):
+                    await self.dispatcher.stop(slot.host, self.prepared.payload, job)
+            await self._drop_guess(slot, number, items)
+            return False
         if attach_to is None:
             slot.files.extend(i.file for i in items)
             await self.db.save_batch(
@@ -581,7 +748,7 @@ class RunExecution:
                 number,
                 slot.index,
                 [_item_json(i) for i in items],
-                "running",
+                "guess" if guess else "running",
             )
         if slot.started_at is None:
             slot.started_at = time.time()
@@ -593,13 +760,14 @@ class RunExecution:
             files=slot.files,
             started_at=slot.started_at,
         )
-        job = self._job(slot, number, items)
 
         async def progress(results: ShardResults) -> None:
             if results.first_test_at_ms is not None:
                 await self.db.note_first_test(
                     self.run.id, results.first_test_at_ms / 1000
                 )
+            if not self._trusted(guess):
+                return
             if await self._store(results.settled()):
                 await self.db.update_shard(
                     self.run.id, slot.index, counts=await self._shard_counts(slot.index)
@@ -608,6 +776,13 @@ class RunExecution:
         follow = (
             self.dispatcher.run_shard if attach_to is None else self.dispatcher.attach
         )
+        if guess:
+            if self._listed.is_set() and not self._guess_holds:
+                # The listing ended meanwhile, and chose other projects.
+                await self._drop_guess(slot, number, items)
+                return False
+            # From here, a listing that ends stops it (no await in between).
+            self._guessing[number] = (slot.host, job)
         try:
             outcome = await follow(
                 slot.host, self.prepared.payload, job, results, progress
@@ -632,22 +807,35 @@ class RunExecution:
             if task is not None and task.cancelling():
                 # The connection broke because the run is being stopped (a
                 # cancel racing a command): that is a cancellation, not a loss.
-                await asyncio.shield(self._store_unfinished(results))
+                if self._trusted(guess):
+                    await asyncio.shield(self._store_unfinished(results))
                 raise asyncio.CancelledError from exc
             await self.db.save_batch(
                 self.run.id, number, slot.index, [_item_json(i) for i in items], "lost"
             )
-            await self._host_lost(slot, items, results, str(exc))
+            await self._listed.wait()
+            await self._host_lost(
+                slot, items, results, str(exc), guess=not self._trusted(guess)
+            )
             return True
         except asyncio.CancelledError:
-            if self.dispatcher.suspending:
+            if not self._trusted(guess):
+                pass  # not known to be what the listing decided: nothing kept
+            elif self.dispatcher.suspending:
                 # The batch goes on on its host; the next process follows it.
                 await asyncio.shield(self._store(results.settled()))
             else:
                 await asyncio.shield(self._store_unfinished(results))
             raise
+        finally:
+            self._guessing.pop(number, None)
 
         await self._record_setup(slot, job, outcome.setup)
+        if guess:
+            await self._listed.wait()
+            if not self._guess_holds:
+                await self._drop_guess(slot, number, items)
+                return False
         await self._store(outcome.results.results())
         await self.db.save_batch(
             self.run.id, number, slot.index, [_item_json(i) for i in items], "done"
@@ -669,17 +857,54 @@ class RunExecution:
         )
         return False
 
-    async def _host_lost(
-        self, slot: _Slot, items: list[WorkItem], results: ShardResults, error: str
+    async def _drop_guess(
+        self, slot: _Slot, number: int, items: list[WorkItem]
     ) -> None:
+        """A speculative batch the listing did not confirm: queue its work again.
+
+        Nothing it reported is kept and it is no retry: its tests run next
+        with the projects the listing chose.
+        """
+        log.info("batch.dropped_guess", shard=slot.index, batch=number)
+        await self.db.save_batch(
+            self.run.id, number, slot.index, [_item_json(i) for i in items], "dropped"
+        )
+        dropped = {i.file for i in items}
+        slot.files = [f for f in slot.files if f not in dropped]
+        async with self._cond:
+            self.queue.add(self._surveyed(items))
+            self._busy -= 1
+            self._cond.notify_all()
+
+    async def _host_lost(
+        self,
+        slot: _Slot,
+        items: list[WorkItem],
+        results: ShardResults,
+        error: str,
+        *,
+        guess: bool = False,
+    ) -> None:
+        """Mark ``slot``'s host lost and queue its unfinished ``items`` again.
+
+        A ``guess`` the listing did not confirm keeps nothing it reported,
+        and its work is queued whole, as no retry.
+        """
         log.warning("host.lost", shard=slot.index, host=slot.host.name, error=error)
-        await self._store(results.settled())
-        again, dropped = _unfinished(items, results)
-        await self._give_up_on(dropped, "its host was lost twice", results)
+        fresh: list[WorkItem] = []
+        again: list[WorkItem] = []
+        if guess:
+            fresh = self._surveyed(items)
+            moved = {i.file for i in items}
+            slot.files = [f for f in slot.files if f not in moved]
+        else:
+            await self._store(results.settled())
+            again, dropped = _unfinished(items, results)
+            await self._give_up_on(dropped, "its host was lost twice", results)
         slot.status = ShardStatus.LOST
         slot.reasons.append(
             f"lost host {slot.host.name}: {error};"
-            f" {len(again)} files moved to another host"
+            f" {len(again) + len(fresh)} files moved to another host"
         )
         await self.db.update_shard(
             self.run.id,
@@ -689,6 +914,8 @@ class RunExecution:
             finished_at=time.time(),
             counts=await self._shard_counts(slot.index),
         )
+        async with self._cond:
+            self.queue.add(fresh)
         await self._done_with_batch(again)
 
     async def _give_up_on(

@@ -42,6 +42,9 @@ class Prepared:
     env: dict[str, str]
     suite: str
     start_cost_s: float
+    # How long listing the tests kept the first host from them, when an
+    # earlier run measured it; the start cost stands in for it otherwise.
+    list_cost_s: float | None = None
     checkout: Path
     config: RepoConfig = attrs.Factory(RepoConfig)
     # The Playwright config's path in the repository, for messages.
@@ -216,6 +219,7 @@ async def _prepare_rest(
     sizes = {f: (checkout / f).stat().st_size for f in files}
     estimates = history.estimate_costs(sizes, await store.file_costs(key))
     start_cost = await store.start_cost(key)
+    list_cost = await store.list_cost(key)
     items = [
         WorkItem(
             file=f,
@@ -241,6 +245,7 @@ async def _prepare_rest(
         env=config.env,
         suite=key,
         start_cost_s=history.DEFAULT_START_COST_S if start_cost is None else start_cost,
+        list_cost_s=list_cost,
         checkout=checkout,
         config=config,
         config_path=(

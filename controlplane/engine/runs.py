@@ -411,7 +411,7 @@ class RunEngine:
         )
 
     async def _learn(self, prepared: Prepared, execution: RunExecution) -> None:
-        """Remember this run's file costs and start cost for the next plan."""
+        """Remember this run's file, start and listing costs for the next plan."""
         results = await self.db.tests(execution.run.id)
         files = history.observed_file_costs(
             results, workers=execution.workers, sizes=prepared.sizes
@@ -421,6 +421,7 @@ class RunEngine:
             files=files,
             tests=[(r.test_id, r.file, r.duration_ms) for r in results if r.attempts],
             start_costs=execution.start_costs,
+            list_costs=execution.list_costs,
             weight=history.BLEND_WEIGHT,
         )
 

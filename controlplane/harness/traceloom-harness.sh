@@ -22,7 +22,8 @@
 # starts), and optionally deps_path (the dependencies, whose bin/ holds the
 # suite's package manager), projects (Playwright projects to run, one a
 # line), mode ("list": run the setup steps and list the tests; "setup":
-# only run the setup steps) and secrets.sh (the run's
+# only run the setup steps), pass_with_no_tests (a run that finds no test
+# passes: a batch sent before the listing ended) and secrets.sh (the run's
 # secrets, read once and deleted); stop leaves a "stopping" mark there. SUITE.setup.sh, next to the repository,
 # holds the traceloom.yml setup steps: they run once per repository copy,
 # before its first Playwright, and SUITE.setup-ok / SUITE.setup-failed
@@ -356,6 +357,7 @@ cmd_run() {
         set -- --list --pass-with-no-tests --reporter="$HARNESS_DIR/reporter.cjs" "$@"
     else
         set -- --reporter="$HARNESS_DIR/reporter.cjs,blob" --output="$dir/test-results" "$@"
+        [ -f "$dir/pass_with_no_tests" ] && set -- --pass-with-no-tests "$@"
     fi
     code=127
     if [ -s "$NOTICE_FILE" ]; then

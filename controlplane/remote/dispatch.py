@@ -87,6 +87,8 @@ class ShardJob:
     secrets: dict[str, str] = attrs.field(factory=dict, repr=False)
     # Whether to read back how the host's setup steps went.
     report_setup: bool = False
+    # Whether a run that finds no test passes (Playwright's own flag).
+    pass_with_no_tests: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +123,9 @@ class ShardOutcome:
     results: ShardResults
     started_at: float
     finished_at: float
+    # When the host had everything and the harness was started (None when
+    # only followed after a restart).
+    dispatched_at: float | None = None
     # What browsers.cjs found on the host (list jobs), and the setup report.
     browsers: dict[str, Any] | None = None
     setup: SetupReport | None = None
@@ -227,6 +232,10 @@ def setup_script(steps: list[tuple[str, str]]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def _shard_dir(host: Host, job: ShardJob) -> str:
+    return f"{host.work_root}/runs/{job.run_id}/shard-{job.index}"
+
+
 async def _nothing() -> None:
     return None
 
@@ -290,9 +299,10 @@ class Dispatcher:
     ) -> ShardOutcome:
         started_at = time.time()
         conn = await HostConnection.open(host)
-        shard_dir = f"{host.work_root}/runs/{job.run_id}/shard-{job.index}"
+        shard_dir = _shard_dir(host, job)
         harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
         started = not start
+        dispatched_at = None
         try:
             if not start:
                 # The harness and the shard's folder come before its start:
@@ -328,6 +338,7 @@ class Dispatcher:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(starting, _STOP_TIMEOUT_S)
                     raise
+                dispatched_at = time.time()
                 log.info(
                     "shard.dispatched",
                     host=host.name,
@@ -382,6 +393,7 @@ class Dispatcher:
             results=results,
             started_at=started_at,
             finished_at=time.time(),
+            dispatched_at=dispatched_at,
             browsers=browsers,
             setup=setup,
         )
@@ -457,6 +469,8 @@ class Dispatcher:
         }
         if job.projects is not None:
             files["projects"] = "".join(f"{p}\n" for p in job.projects)
+        if job.pass_with_no_tests:
+            files["pass_with_no_tests"] = ""
         if job.secrets:
             # Deleted by the harness as soon as Playwright has read it.
             files["secrets.sh"] = env_script(job.secrets)
@@ -557,6 +571,22 @@ class Dispatcher:
                 stopped_here = True
             if not chunk and (not waiting or hurried):
                 await asyncio.sleep(max(self.poll_interval_s, 0.05))
+
+    async def stop(self, host: Host, payload: Payload, job: ShardJob) -> None:
+        """Stop ``job`` on ``host`` from aside; whoever follows it sees it end.
+
+        Raises HostError when the host cannot be reached.
+        """
+        harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
+        conn = await HostConnection.open(host)
+        try:
+            await conn.run(
+                quote("sh", harness, "stop", _shard_dir(host, job)),
+                timeout_s=_STOP_TIMEOUT_S,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _notice(self, conn: HostConnection, shard_dir: str) -> str:
         """Why the host stopped the shard: its instance's notice, in one line."""

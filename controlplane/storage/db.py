@@ -120,6 +120,12 @@ CREATE TABLE IF NOT EXISTS suite_costs (
     samples INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS list_costs (
+    suite TEXT PRIMARY KEY,
+    list_cost_s REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tests (
     run_id TEXT NOT NULL REFERENCES runs(id),
     test_id TEXT NOT NULL,
@@ -771,6 +777,13 @@ class HistoryStore:
         )
         return float(rows[0]["start_cost_s"]) if rows else None
 
+    async def list_cost(self, suite: str) -> float | None:
+        """Seconds the suite's listing kept its host from tests, if known."""
+        rows = await self._db._fetchall(
+            "SELECT list_cost_s FROM list_costs WHERE suite = ?", (suite,)
+        )
+        return float(rows[0]["list_cost_s"]) if rows else None
+
     async def learn(
         self,
         suite: str,
@@ -779,6 +792,7 @@ class HistoryStore:
         tests: list[tuple[str, str, int]],
         start_costs: list[float],
         weight: float,
+        list_costs: Sequence[float] = (),
     ) -> None:
         """Blend new observations into the stored ones (weight of the new)."""
         now = time.time()
@@ -804,6 +818,14 @@ class HistoryStore:
                 "INSERT INTO suite_costs (suite, start_cost_s, samples, updated_at)"
                 " VALUES (?, ?, 1, ?) ON CONFLICT (suite) DO UPDATE SET"
                 " start_cost_s = start_cost_s * (1 - ?) + excluded.start_cost_s * ?,"
+                " samples = samples + 1, updated_at = excluded.updated_at",
+                (suite, cost, now, weight, weight),
+            )
+        for cost in list_costs:
+            await self._db._execute(
+                "INSERT INTO list_costs (suite, list_cost_s, samples, updated_at)"
+                " VALUES (?, ?, 1, ?) ON CONFLICT (suite) DO UPDATE SET"
+                " list_cost_s = list_cost_s * (1 - ?) + excluded.list_cost_s * ?,"
                 " samples = samples + 1, updated_at = excluded.updated_at",
                 (suite, cost, now, weight, weight),
             )

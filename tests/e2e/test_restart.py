@@ -222,3 +222,48 @@ def test_run_whose_hosts_are_gone_ends_errored_keeping_results(
 
     assert again["status"] == "passed", again["reason"]
     assert again["counts"]["total"] == run["counts"]["didNotRun"]
+
+
+def test_killed_while_listing_with_an_early_batch_running(
+    server: Server, tmp_path: Path
+) -> None:
+    """kill -9 before the listing ended: listed again, the early batch kept.
+
+    The second host's batch began before the listing (a guess); after the
+    restart the listing runs again, confirms the guess, and the batch,
+    still running on its host, is followed to its end: every test once.
+    """
+    listing_ms = 15_000
+    config = (
+        "import { defineConfig } from '@playwright/test';\n"
+        "if (process.argv.includes('--list')) {\n"
+        "  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0,"
+        f" {listing_ms});\n"
+        "}\n"
+        "export default defineConfig({ testDir: 'tests', workers: 1 });\n"
+    )
+    wait = "await new Promise((r) => setTimeout(r, 3_000));"
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            {f"tests/f{n}.spec.ts": spec((f"f{n}", wait)) for n in range(3)},
+            **{"playwright.config.ts": config},
+        ),
+    )
+    run_id = server.call("POST", "/api/runs", run_body(repo, serverCount=2))["id"]
+    server.wait(run_id, lambda r: r["firstTestAt"] is not None, 120)
+    listed = server.call("GET", f"/api/runs/{run_id}")["projects"]
+
+    server.kill()
+    server.start()
+    run = server.wait(run_id, lambda r: r["status"] in FINISHED, 240)
+    tests = server.call("GET", f"/api/runs/{run_id}/tests")["tests"]
+
+    assert not listed, "the listing had not ended when the server was killed"
+    assert run["status"] == "passed", run["reason"]
+    assert sorted((t["title"], len(t["attempts"])) for t in tests) == [
+        ("f0", 1),
+        ("f1", 1),
+        ("f2", 1),
+    ]
+    assert not traceloom_processes(run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.conftest import (
     tiny_suite,
     traceloom_processes,
 )
+from tests.e2e.test_suites import BROWSER_SPEC, TWO_BROWSERS
 
 pytestmark = pytest.mark.e2e
 
@@ -241,3 +243,85 @@ async def test_cancel_stops_every_host_within_seconds(
     assert run["status"] == "cancelled"
     assert {s["status"] for s in run["shards"]} == {"cancelled"}
     assert not traceloom_processes(run_id)
+
+
+# Listing (and only listing) takes LISTING_S: the config sleeps under --list.
+LISTING_S = 30
+SLOW_LISTING_CONFIG = f"""\
+import {{ defineConfig }} from '@playwright/test';
+if (process.argv.includes('--list')) {{
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, {LISTING_S * 1000});
+}}
+export default defineConfig({{ testDir: 'tests', workers: 1 }});
+"""
+
+
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_other_hosts_run_tests_while_the_first_one_lists(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """The listing is off the critical path: tests start before it ends.
+
+    The guess (every project runs) holds, so what the early batch reported
+    is kept: every test once, the run passed.
+    """
+    files = {f"tests/{n}.spec.ts": QUICK for n in ("a", "b", "c")}
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(files, **{"playwright.config.ts": SLOW_LISTING_CONFIG}),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo, serverCount=2)))
+    tests = await _tests(client, auth, run["id"])
+    batches = await client.app[ENGINE].db.batches(run["id"])
+
+    assert run["status"] == "passed", run.get("reason")
+    # Shard 0 is the host that lists; its listing began at its start.
+    listing_began = _seconds(run["shards"][0]["startedAt"])
+    assert _seconds(run["firstTestAt"]) - listing_began < LISTING_S
+    assert sorted(t["file"] for t in tests) == sorted(files)
+    assert all(len(t["attempts"]) == 1 for t in tests)
+    assert {b["status"] for b in batches} == {"done"}
+
+
+async def test_a_wrong_guess_is_dropped_and_run_again_with_the_listed_projects(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """Firefox is missing: the early batch ran it, so its results are dropped.
+
+    Its files run again with the chromium project only; the run ends as it
+    would have on one host, each chromium test reported once.
+    """
+    files = {f"tests/{n}.spec.ts": BROWSER_SPEC for n in ("a", "b")}
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(files, **{"playwright.config.ts": TWO_BROWSERS}),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo, serverCount=2)))
+    tests = await _tests(client, auth, run["id"])
+    batches = await client.app[ENGINE].db.batches(run["id"])
+
+    assert run["status"] == "errored"
+    assert "project 'firefox' did not run (4 tests)" in run["reason"]
+    assert sorted((t["project"], t["status"], len(t["attempts"])) for t in tests) == [
+        ("chromium", "passed", 1),
+        ("chromium", "passed", 1),
+        ("chromium", "passed", 1),
+        ("chromium", "passed", 1),
+        ("firefox", "didNotRun", 0),
+        ("firefox", "didNotRun", 0),
+        ("firefox", "didNotRun", 0),
+        ("firefox", "didNotRun", 0),
+    ]
+    assert "dropped" in {b["status"] for b in batches}
+    assert not traceloom_processes(run["id"])

@@ -100,3 +100,26 @@ async def test_learning_blends_runs(tmp_path: Path) -> None:
     assert costs == {"a.ts": (15.0, 100)}
     assert start == pytest.approx(2.0)
     assert other == {}
+
+
+async def test_listing_cost_is_learnt_apart_from_the_start_cost(tmp_path: Path) -> None:
+    """The listing's time blends like the others; unknown until first seen."""
+    async with Database.open(tmp_path / "db.sqlite3") as db:
+        store = HistoryStore(db)
+        before = await store.list_cost("suite")
+        for listing in (4.0, 2.0):
+            await store.learn(
+                "suite",
+                files={},
+                tests=[],
+                start_costs=[9.0],
+                list_costs=[listing],
+                weight=0.5,
+            )
+
+        listing_s = await store.list_cost("suite")
+        start_s = await store.start_cost("suite")
+
+    assert before is None
+    assert listing_s == pytest.approx(3.0)
+    assert start_s == pytest.approx(9.0)
