@@ -14,6 +14,7 @@ The queue is plain in-memory logic; it holds no host and does no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import attrs
@@ -94,12 +95,19 @@ class WorkQueue:
             self._pool.append(head.pop())
         self._pool.sort(key=_order)
         by_file = {item.file: item for item in head}
-        groups = plan.split(
-            sorted(by_file, key=str.encode),
-            self.hosts,
-            {name: item.cost_s for name, item in by_file.items()},
-            busy_s=self.busy_s,
-        )
+        names = sorted(by_file, key=str.encode)
+        cost = {name: item.cost_s for name, item in by_file.items()}
+        groups = plan.split(names, self.hosts, cost, busy_s=self.busy_s)
+        if self.busy_s is not None:
+            # A busy host whose share would not pay for its Playwright start
+            # gets no first batch; it takes from the pool when it is free.
+            busy = list(self.busy_s)
+            for host, group in enumerate(groups):
+                worth = sum(cost[name] for name in group)
+                if busy[host] > 0 and 0 < worth < 2 * self.start_cost_s:
+                    busy[host] = math.inf
+            if busy != list(self.busy_s) and not all(map(math.isinf, busy)):
+                groups = plan.split(names, self.hosts, cost, busy_s=busy)
         groups += [[] for _ in range(self.hosts - len(groups))]
         return [[by_file[name] for name in group] for group in groups]
 

@@ -151,7 +151,7 @@ def test_hosts_must_be_positive() -> None:
 def test_a_host_that_lists_first_gets_a_smaller_first_batch() -> None:
     """busy_s: the listing host's first batch is short by the listing's time."""
     queue = WorkQueue(
-        _items(4, 4, 2, 2, 2, 2), hosts=2, start_cost_s=10, busy_s=[4.0, 0.0]
+        _items(4, 4, 2, 2, 2, 2), hosts=2, start_cost_s=2, busy_s=[4.0, 0.0]
     )
 
     first, second = queue.first_batches()
@@ -171,3 +171,16 @@ def test_keep_only_drops_pooled_items_of_other_files() -> None:
     assert pooled
     assert sorted(i.file for i in dropped) == ["f01.spec.ts", "f03.spec.ts"]
     assert sorted(i.file for i in _drain(queue)) == ["f00.spec.ts", "f02.spec.ts"]
+
+
+def test_a_busy_host_whose_share_cannot_pay_its_start_gets_no_first_batch() -> None:
+    """Its small share goes to the others rather than cost one more start."""
+    cheap = WorkQueue(_items(3, 3, 1), hosts=3, start_cost_s=0.1, busy_s=[2, 0, 0])
+    costly = WorkQueue(_items(3, 3, 1), hosts=3, start_cost_s=2, busy_s=[2, 0, 0])
+
+    [cheap_first, *_] = cheap.first_batches()
+    first, *others = costly.first_batches()
+
+    assert [i.cost_s for i in cheap_first] == [1]
+    assert first == []
+    assert sorted(i.cost_s for b in others for i in b) == [1, 3, 3]
