@@ -312,6 +312,10 @@ class RunEngine:
         counts = Counts()
         for result in await self.db.tests(run_id):
             counts.add(result.status)
+        if status == RunStatus.PASSED and counts.did_not_run:
+            # Listed tests that no batch reported (one that found none).
+            status = RunStatus.FAILED
+            reason = f"{counts.did_not_run} tests did not run"
         if reason is not None:
             reason = redact_text(reason)
         await self.db.update_run(

@@ -252,6 +252,11 @@ run_setup() {
     kill "$setup_watchdog" 2>/dev/null
     wait "$setup_watchdog" 2>/dev/null
     kill_shard "$token" "$$"
+    if [ -f "$dir/stopping" ]; then
+        # Stopped from outside (a cancel, or a batch dropped before its
+        # tests): the steps did not fail, and the next batch runs them.
+        return 1
+    fi
     echo "$(($(date +%s%3N) - started))" >"$suite.setup-ms"
     if [ "$code" -eq 0 ]; then
         touch "$suite.setup-ok"

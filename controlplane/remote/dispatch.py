@@ -264,13 +264,18 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
+        *,
+        stop: asyncio.Event | None = None,
     ) -> ShardOutcome:
         """Run ``job`` on ``host``; ``results`` fills in as events arrive.
 
         Raises HostError when the host cannot be used or is lost; what it
-        reported until then stays in ``results``.
+        reported until then stays in ``results``. Once ``stop`` is set, the
+        shard is stopped on its host (within a poll) and followed to its end.
         """
-        return await self._drive(host, payload, job, results, on_progress, start=True)
+        return await self._drive(
+            host, payload, job, results, on_progress, start=True, stop=stop
+        )
 
     async def attach(
         self,
@@ -279,13 +284,18 @@ class Dispatcher:
         job: ShardJob,
         results: ShardResults,
         on_progress: ProgressCallback,
+        *,
+        stop: asyncio.Event | None = None,
     ) -> ShardOutcome:
         """Follow a shard started earlier (by a previous control plane process).
 
         Its events are read again from the beginning, so ``results`` ends up
-        as complete as if it had been followed all along.
+        as complete as if it had been followed all along. ``stop`` as for
+        ``run_shard``.
         """
-        return await self._drive(host, payload, job, results, on_progress, start=False)
+        return await self._drive(
+            host, payload, job, results, on_progress, start=False, stop=stop
+        )
 
     async def _drive(
         self,
@@ -296,6 +306,7 @@ class Dispatcher:
         on_progress: ProgressCallback,
         *,
         start: bool,
+        stop: asyncio.Event | None = None,
     ) -> ShardOutcome:
         started_at = time.time()
         conn = await HostConnection.open(host)
@@ -346,7 +357,14 @@ class Dispatcher:
                     mode=job.mode,
                 )
             exit_code, timed_out, setup_state, notice = await self._follow(
-                conn, harness, shard_dir, job, results, on_progress, dispatched=start
+                conn,
+                harness,
+                shard_dir,
+                job,
+                results,
+                on_progress,
+                dispatched=start,
+                stop=stop,
             )
             # What is left to read, at once over the one connection.
             wants_setup = setup_state == "failed" or (
@@ -496,6 +514,7 @@ class Dispatcher:
         on_progress: ProgressCallback,
         *,
         dispatched: bool,
+        stop: asyncio.Event | None = None,
     ) -> tuple[int | None, bool, str, bool]:
         """Feed events until the shard is done.
 
@@ -511,6 +530,7 @@ class Dispatcher:
         running = False
         offset = 0
         stopped_here = False
+        stopped_early = False
         # The host waits for a change of state (a long poll), so "done" is
         # seen within a tenth of a second; new events come at least this often.
         wait_ms = min(max(int(self.poll_interval_s * 1000), 0), _MAX_WAIT_MS)
@@ -563,6 +583,12 @@ class Dispatcher:
                     )
                 raise HostError(f"shard folder vanished on {conn.host.name}")
             attached = True
+            if stop is not None and stop.is_set() and not stopped_early:
+                log.info("shard.stopping", host=conn.host.name, batch=job.index)
+                await conn.run(
+                    quote("sh", harness, "stop", shard_dir), timeout_s=_STOP_TIMEOUT_S
+                )
+                stopped_early = True
             if loop.time() > deadline and not stopped_here:
                 log.warning("shard.deadline", host=conn.host.name)
                 await conn.run(
@@ -571,22 +597,6 @@ class Dispatcher:
                 stopped_here = True
             if not chunk and (not waiting or hurried):
                 await asyncio.sleep(max(self.poll_interval_s, 0.05))
-
-    async def stop(self, host: Host, payload: Payload, job: ShardJob) -> None:
-        """Stop ``job`` on ``host`` from aside; whoever follows it sees it end.
-
-        Raises HostError when the host cannot be reached.
-        """
-        harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
-        conn = await HostConnection.open(host)
-        try:
-            await conn.run(
-                quote("sh", harness, "stop", _shard_dir(host, job)),
-                timeout_s=_STOP_TIMEOUT_S,
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
 
     async def _notice(self, conn: HostConnection, shard_dir: str) -> str:
         """Why the host stopped the shard: its instance's notice, in one line."""

@@ -125,6 +125,8 @@ class ReportBuilder:
                 key=blob_key(run_id, row["slot"], row["number"]),
             )
             for row in await self.db.batches(run_id)
+            # A guess the listing did not confirm: its results were dropped.
+            if row["status"] != "dropped"
         ]
         if not blobs:
             await self.reports.finish(

@@ -325,3 +325,46 @@ async def test_a_wrong_guess_is_dropped_and_run_again_with_the_listed_projects(
     ]
     assert "dropped" in {b["status"] for b in batches}
     assert not traceloom_processes(run["id"])
+
+
+async def test_a_guess_stopped_in_its_setup_steps_is_no_setup_failure(
+    client: TestClient[Any, Any],
+    auth: dict[str, str],
+    wait_for_run: WaitForRun,
+    tmp_path: Path,
+) -> None:
+    """Stopping a wrong guess mid-setup leaves the steps to run again, not failed.
+
+    The second host's setup step is slow, so the listing (firefox missing)
+    ends while that host is still in it.
+    """
+    slow_elsewhere = 'case "$TRACELOOM_HOST" in *-h0) ;; *) sleep 15 ;; esac'
+    files = {f"tests/{n}.spec.ts": BROWSER_SPEC for n in ("a", "b")}
+    repo = make_repo(
+        tmp_path / "repo",
+        tiny_suite(
+            files,
+            **{
+                "playwright.config.ts": TWO_BROWSERS,
+                "traceloom.yml": f"setup:\n  - '{slow_elsewhere}'\n",
+            },
+        ),
+    )
+
+    run = await wait_for_run(await _post(client, auth, run_body(repo, serverCount=2)))
+    tests = await _tests(client, auth, run["id"])
+
+    assert run["status"] == "errored"
+    assert "setup" not in run["reason"]
+    assert "project 'firefox' did not run (4 tests)" in run["reason"]
+    assert sorted((t["project"], t["status"]) for t in tests) == [
+        ("chromium", "passed"),
+        ("chromium", "passed"),
+        ("chromium", "passed"),
+        ("chromium", "passed"),
+        ("firefox", "didNotRun"),
+        ("firefox", "didNotRun"),
+        ("firefox", "didNotRun"),
+        ("firefox", "didNotRun"),
+    ]
+    assert not traceloom_processes(run["id"])

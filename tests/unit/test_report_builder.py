@@ -120,6 +120,22 @@ async def test_missing_blobs_are_named_and_lost_hosts_said(
     ]
 
 
+async def test_a_dropped_guess_is_not_expected_in_the_report(
+    db: Database, store: LocalArtifactStore, tmp_path: Path
+) -> None:
+    """A batch whose results were dropped (a wrong guess) owes no blob."""
+    run = await stored_run(db)
+    await db.save_batch(run.id, 0, 1, [], "dropped")
+    await db.save_batch(run.id, 1, 0, [], "done")
+
+    await builder(db, store, tmp_path).run_finished(finished(run, None))
+
+    record = await ReportStore(db).get(run.id)
+    assert record is not None
+    assert record.blobs_expected == 1
+    assert record.missing == ["batch 1 on shard 0: no blob report came back"]
+
+
 async def test_blobs_from_different_folders_are_not_merged(
     db: Database, store: LocalArtifactStore, tmp_path: Path
 ) -> None:
