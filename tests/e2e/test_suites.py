@@ -125,7 +125,7 @@ async def test_pnpm_workspace_with_config_in_a_folder_and_an_app_built_by_setup(
     # The merge found the e2e package's own Playwright (pnpm keeps it there).
     report = await built_report(client, auth, run["id"])
     assert report["status"] == "ready", report["reason"]
-    assert report["blobsMerged"] == report["blobsExpected"] >= 2
+    assert report["blobsMerged"] == report["blobsExpected"] >= 1
 
 
 async def built_report(
