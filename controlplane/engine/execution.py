@@ -107,11 +107,10 @@ class RunExecution:
         # What the first host's listing decided (files, projects).
         self.survey: Survey | None = None
         self._setup_reported: set[str] = set()
-        # Set once the listing is done; then whether first batches started
-        # before it (speculative ones) ran what it decided.
+        # Set once the listing is done.
         self._listed = asyncio.Event()
-        self._guess_holds = False
-        # Set when the listing chose other projects: stops every guess.
+        # Set by the listing when it chose other projects than the first
+        # batches started before it (guesses) ran: stops every guess.
         self._guess_wrong = asyncio.Event()
 
     async def execute(self) -> None:
@@ -384,8 +383,7 @@ class RunExecution:
         """
         self.survey = survey
         self.queue.keep_only(survey.files)
-        self._guess_holds = survey.run_projects is None
-        if not self._guess_holds:
+        if survey.run_projects is not None:
             log.info("batches.guess_wrong", projects=survey.run_projects)
             self._guess_wrong.set()
         self._listed.set()
@@ -691,7 +689,7 @@ class RunExecution:
 
     def _trusted(self, guess: bool) -> bool:
         """Whether a batch's results may be stored (a guess: once it held)."""
-        return not guess or (self._listed.is_set() and self._guess_holds)
+        return not guess or (self._listed.is_set() and not self._guess_wrong.is_set())
 
     async def _run_batch(
         self,
@@ -811,7 +809,7 @@ class RunExecution:
         await self._record_setup(slot, job, outcome.setup)
         if guess:
             await self._listed.wait()
-            if not self._guess_holds:
+            if self._guess_wrong.is_set():
                 await self._drop_guess(slot, number, items)
                 return False
         await self._store(outcome.results.results())
@@ -847,12 +845,16 @@ class RunExecution:
         await self.db.save_batch(
             self.run.id, number, slot.index, [_item_json(i) for i in items], "dropped"
         )
-        dropped = {i.file for i in items}
-        slot.files = [f for f in slot.files if f not in dropped]
         async with self._cond:
-            self.queue.add(self._surveyed(items))
+            self.queue.add(self._take_back(slot, items))
             self._busy -= 1
             self._cond.notify_all()
+
+    def _take_back(self, slot: _Slot, items: list[WorkItem]) -> list[WorkItem]:
+        """Off ``slot``'s files: a dropped guess's items, as the listing kept them."""
+        taken = {i.file for i in items}
+        slot.files = [f for f in slot.files if f not in taken]
+        return self._surveyed(items)
 
     async def _host_lost(
         self,
@@ -872,9 +874,7 @@ class RunExecution:
         fresh: list[WorkItem] = []
         again: list[WorkItem] = []
         if guess:
-            fresh = self._surveyed(items)
-            moved = {i.file for i in items}
-            slot.files = [f for f in slot.files if f not in moved]
+            fresh = self._take_back(slot, items)
         else:
             await self._store(results.settled())
             # Files the listing left out (a guess may hold some) stay out.

@@ -37,7 +37,8 @@ def split(
     heaviest_first = sorted(files, key=lambda f: (-cost.get(f, 1.0), order[f]))
     # Ties on load go to the host holding fewer files, so that files of
     # cost 0 (empty files) still give every host one file.
-    loads = [(max(busy_s[i], 0.0) if busy_s else 0.0, 0, i) for i in range(count)]
+    busy = busy_s if busy_s is not None else [0.0] * count
+    loads = [(max(busy[i], 0.0), 0, i) for i in range(count)]
     heapq.heapify(loads)
     groups: list[list[str]] = [[] for _ in range(count)]
     for name in heaviest_first:

@@ -232,10 +232,6 @@ def setup_script(steps: list[tuple[str, str]]) -> str | None:
     return "\n".join(lines) + "\n"
 
 
-def _shard_dir(host: Host, job: ShardJob) -> str:
-    return f"{host.work_root}/runs/{job.run_id}/shard-{job.index}"
-
-
 async def _nothing() -> None:
     return None
 
@@ -310,7 +306,7 @@ class Dispatcher:
     ) -> ShardOutcome:
         started_at = time.time()
         conn = await HostConnection.open(host)
-        shard_dir = _shard_dir(host, job)
+        shard_dir = f"{host.work_root}/runs/{job.run_id}/shard-{job.index}"
         harness = f"{host.work_root}/harness/{payload.harness_key}/traceloom-harness.sh"
         started = not start
         dispatched_at = None
